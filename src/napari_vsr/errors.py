@@ -1,0 +1,105 @@
+"""The project's exception family.
+
+Every error a user can cause derives from :class:`VsrError` *and* from the matching builtin, so
+callers may catch either (``except ValueError`` keeps working).  Messages name the file or
+parameter, what was expected, what was found and, where there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _where(path: str | os.PathLike | None) -> str:
+    return f"{os.fspath(path)}: " if path is not None else ""
+
+
+class VsrError(Exception):
+    """Base class of every napari-vsr error.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, and what to do about it.
+    path : path-like, optional
+        The file or folder concerned; prefixed to the message.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None):
+        self.path = os.fspath(path) if path is not None else None
+        super().__init__(f"{_where(path)}{message}")
+
+
+# --- input / output -------------------------------------------------------------------------
+class SourceNotFoundError(VsrError, FileNotFoundError):
+    """A file or folder that was asked for does not exist."""
+
+
+class UnreadableMediaError(VsrError, ValueError):
+    """A path was claimed but cannot be read: empty, not media, no video stream, corrupt."""
+
+
+class TruncatedMediaError(UnreadableMediaError):
+    """The media ends early or is corrupt part way; ``readable_frames`` says how far it got."""
+
+    def __init__(self, message: str, *, path=None, readable_frames: int | None = None):
+        self.readable_frames = readable_frames
+        super().__init__(message, path=path)
+
+
+class FrameStackError(VsrError, ValueError):
+    """A folder or stack of frames is inconsistent (empty, mixed sizes, mixed channels)."""
+
+
+class UnsupportedDtypeError(VsrError, TypeError):
+    """An array has a dtype that the operation does not support."""
+
+
+class OutputExistsError(VsrError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+
+class WriteError(VsrError, OSError):
+    """Writing an output failed; nothing was left under the target name."""
+
+
+# --- parameters -----------------------------------------------------------------------------
+class ParameterError(VsrError, ValueError):
+    """A parameter (CLI option, recipe step, widget value) is out of range or unknown."""
+
+
+# --- weights --------------------------------------------------------------------------------
+class WeightsError(VsrError, ValueError):
+    """A checkpoint cannot be used."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No checkpoint file at the given or resolved path."""
+
+
+class CorruptWeightsError(WeightsError):
+    """The file is empty, truncated or not a checkpoint at all."""
+
+
+class ArchitectureMismatchError(WeightsError):
+    """The checkpoint holds a different network (missing, unexpected or mis-shaped keys)."""
+
+
+class ChecksumMismatchError(WeightsError):
+    """The file's size or SHA-256 differs from the registry entry."""
+
+
+class WeightsDownloadError(VsrError, ConnectionError):
+    """The checkpoint could not be downloaded (offline, server error, interrupted)."""
+
+
+# --- running --------------------------------------------------------------------------------
+class DeviceError(VsrError, RuntimeError):
+    """The requested device or precision is not available."""
+
+
+class Cancelled(VsrError):
+    """The user cancelled a running job.  Not a failure: callers usually just stop."""
+
+    def __init__(self, message: str = "cancelled by the user", *, path=None):
+        super().__init__(message, path=path)
