@@ -17,7 +17,7 @@ import sys
 from napari_vsr.errors import ParameterError, VsrError
 
 #: modules under napari_vsr.cli that contribute sub-commands, in help order
-SUBCOMMAND_MODULES = ("info", "enhance", "split_merge", "weights", "recipes")
+SUBCOMMAND_MODULES = ("info", "enhance", "split_merge", "weights", "recipes", "view")
 
 
 def build_parser() -> argparse.ArgumentParser:
