@@ -1,0 +1,361 @@
+"""Pipelines: an ordered list of operator steps, saved and loaded as JSON or YAML recipes.
+
+A recipe file looks like this (YAML; the JSON form has the same keys)::
+
+    name: my-recipe
+    description: sharpen, soften, upscale
+    steps:
+      - op: laplacian_sharpen
+      - op: gaussian_blur
+        ksize: 5
+      - op: resize
+        factor: 4
+        interpolation: bicubic
+
+Each step names an operator of :data:`napari_vsr.classic.registry.OPERATORS` and gives any of
+its parameters; the others take their defaults.  ``napari-vsr recipes ops`` lists them all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import yaml
+
+from napari_vsr.classic import operators as _operators  # noqa: F401 - registers them all
+from napari_vsr.classic.dtypes import check_dtype, restore_layout, to_channels_last
+from napari_vsr.classic.registry import Operator, get_operator
+from napari_vsr.classic.resize import output_size as resize_output_size
+from napari_vsr.errors import ParameterError, SourceNotFoundError
+
+RECIPE_SUFFIXES = (".json", ".yaml", ".yml")
+_TOP_KEYS = {"name", "description", "steps"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One validated step: an operator name and its full parameter set (defaults filled)."""
+
+    op: str
+    params: Mapping[str, Any]
+
+    @property
+    def operator(self) -> Operator:
+        return get_operator(self.op)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"op": name, <param>: value, ...}`` with plain JSON/YAML types (``None`` left out)."""
+        out: dict[str, Any] = {"op": self.op}
+        for key, value in self.params.items():
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+class Pipeline:
+    """An ordered, immutable list of operator steps.
+
+    Parameters
+    ----------
+    steps : sequence of (str, mapping) or Step
+        ``(op name, params)`` pairs in order.
+    name : str
+        Short name (used in the enhancer name ``classic:<name>``).
+    description : str
+        One line for humans.
+
+    Raises
+    ------
+    ParameterError
+        Naming the step, the parameter and the allowed values.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[tuple[str, Mapping[str, Any]] | Step],
+        *,
+        name: str = "recipe",
+        description: str = "",
+    ):
+        if isinstance(steps, str | bytes | Mapping) or not isinstance(steps, Iterable):
+            raise ParameterError(f"recipe {name!r}: 'steps' must be a list of steps")
+        checked = []
+        for i, step in enumerate(steps, start=1):
+            op, params = (step.op, step.params) if isinstance(step, Step) else step
+            where = f"recipe {name!r}, step {i} ({op})"
+            if not isinstance(params, Mapping):
+                raise ParameterError(f"{where}: parameters must be a mapping, got {params!r}")
+            spec = get_operator(op, where=f"recipe {name!r}, step {i}")
+            checked.append(Step(op, MappingProxyType(spec.validate(params, where=where))))
+        self._steps = tuple(checked)
+        self.name = str(name)
+        self.description = str(description)
+
+    # --- properties -----------------------------------------------------------------------
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self._steps
+
+    @property
+    def scale(self) -> float | None:
+        """Product of the resize factors (1.0 without resizing; ``None`` if a step resizes to
+        a fixed size)."""
+        total = 1.0
+        for step in self._steps:
+            s = step.operator.scale(step.params)
+            if s is None:
+                return None
+            total *= s
+        return total
+
+    @property
+    def context(self) -> int:
+        """Frames of temporal context needed on each side: the sum of the temporal radii
+        (one temporal step: its radius; chained temporal steps widen the window)."""
+        return sum(step.operator.context(step.params) for step in self._steps)
+
+    @property
+    def temporal(self) -> bool:
+        """Whether any step works across frames."""
+        return any(step.operator.temporal for step in self._steps)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output ``(height, width)`` for an input frame of ``(height, width)``."""
+        return _output_size(self._steps, height, width)
+
+    # --- running --------------------------------------------------------------------------
+    def apply(self, frame: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+        """Run every step on one frame.
+
+        Parameters
+        ----------
+        frame : ndarray, (H, W) or (H, W, C), uint8/uint16/float32
+            Not modified.  Temporal steps see a one-frame window (the identity).
+        channel_axis : int, optional
+            Axis of the channels if not last.
+
+        Returns
+        -------
+        ndarray, (H', W'[, C]), same dtype (see :meth:`output_size`)
+        """
+        frame = np.asarray(frame)
+        check_dtype(frame, f"pipeline {self.name!r}")
+        arr, moved = to_channels_last(frame, f"pipeline {self.name!r}", channel_axis)
+        return restore_layout(self._run_frame(arr, self._steps), moved)
+
+    def apply_stack(
+        self,
+        stack: np.ndarray,
+        *,
+        channel_axis: int | None = None,
+        executor: Executor | None = None,
+    ) -> np.ndarray:
+        """Run every step on a stack of frames, optionally in parallel threads.
+
+        Consecutive per-frame steps are fused and run frame by frame (one task per frame);
+        temporal steps run on the whole stack, split into horizontal bands (one task per
+        band), which is exact because they work pixel by pixel.
+
+        Parameters
+        ----------
+        stack : ndarray, (T, H, W) or (T, H, W, C), uint8/uint16/float32
+            Not modified.
+        channel_axis : int, optional
+            Axis of the channels in ``stack`` if not last.
+        executor : concurrent.futures.Executor, optional
+            Where to run tasks; ``None`` runs them in the calling thread.
+
+        Returns
+        -------
+        ndarray, (T, H', W'[, C]), same dtype
+        """
+        stack = np.asarray(stack)
+        where = f"pipeline {self.name!r}"
+        check_dtype(stack, where)
+        arr, moved = to_channels_last(stack, where, channel_axis, temporal=True)
+        run = map if executor is None else executor.map
+        bands = _bands(arr.shape[1], 1 if executor is None else os.cpu_count() or 2)
+        for group in self._groups():
+            spec = group[0].operator
+            if spec.temporal:
+                step = group[0]
+                parts = list(run(lambda b, s=step, a=arr: s.operator.run(a[:, b], s.params), bands))
+                arr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+            else:
+                arr = self._run_frames(arr, group, run)
+        if not self._steps:
+            arr = arr.copy()
+        return restore_layout(arr, moved)
+
+    def _run_frames(self, arr: np.ndarray, group: tuple[Step, ...], run) -> np.ndarray:
+        """Per-frame steps over a channels-last stack; each task writes its frame in place."""
+        height, width = _output_size(group, *arr.shape[1:3])
+        out = np.empty((arr.shape[0], height, width) + arr.shape[3:], dtype=arr.dtype)
+
+        *head, last = group
+
+        def one(t: int) -> None:
+            frame = self._run_frame(arr[t], head) if head else arr[t]
+            last.operator.run_into(frame, out[t], last.params)
+
+        for _ in run(one, range(arr.shape[0])):
+            pass
+        return out
+
+    def _groups(self) -> list[tuple[Step, ...]]:
+        """Steps split into runs of per-frame steps and single temporal steps."""
+        groups: list[tuple[Step, ...]] = []
+        current: list[Step] = []
+        for step in self._steps:
+            if step.operator.temporal:
+                if current:
+                    groups.append(tuple(current))
+                    current = []
+                groups.append((step,))
+            else:
+                current.append(step)
+        if current:
+            groups.append(tuple(current))
+        return groups
+
+    @staticmethod
+    def _run_frame(frame: np.ndarray, steps: Iterable[Step]) -> np.ndarray:
+        out = frame
+        for step in steps:
+            spec = step.operator
+            if spec.temporal:
+                out = spec.run(out[np.newaxis], step.params)[0]
+            else:
+                out = spec.run(out, step.params)
+        return out if out is not frame else frame.copy()
+
+    # --- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "description", "steps": [{"op": ..., params...}, ...]}``."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "steps": [step.to_dict() for step in self._steps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> Pipeline:
+        """Build from the :meth:`to_dict` form (as read from a recipe file).
+
+        Raises
+        ------
+        ParameterError
+            Unknown keys, a missing or empty ``steps`` list, unknown operators or parameters.
+        """
+        label = source or "recipe"
+        if not isinstance(data, Mapping):
+            raise ParameterError(
+                f"{label}: expected a mapping with 'steps' (and optionally 'name', "
+                f"'description'), got {type(data).__name__}"
+            )
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            raise ParameterError(
+                f"{label}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"expected {', '.join(sorted(_TOP_KEYS))}"
+            )
+        raw_steps = data.get("steps")
+        if not isinstance(raw_steps, list) or not raw_steps:
+            raise ParameterError(f"{label}: 'steps' must be a non-empty list of steps")
+        name = data.get("name") or (Path(source).stem if source else "recipe")
+        steps = []
+        for i, raw in enumerate(raw_steps, start=1):
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("op"), str):
+                raise ParameterError(
+                    f"recipe {name!r}, step {i}: expected a mapping with an 'op' name, got {raw!r}"
+                )
+            steps.append((raw["op"], {k: v for k, v in raw.items() if k != "op"}))
+        return cls(steps, name=str(name), description=str(data.get("description") or ""))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Pipeline:
+        """Load a recipe from ``.json``, ``.yaml`` or ``.yml``.
+
+        Raises
+        ------
+        SourceNotFoundError
+            The file does not exist.
+        ParameterError
+            Wrong suffix, unparsable text, or an invalid recipe.
+        """
+        p = Path(path)
+        suffix = _suffix(p)
+        if not p.is_file():
+            raise SourceNotFoundError("recipe file not found", path=p)
+        text = p.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ParameterError(f"not valid {suffix[1:].upper()}: {exc}", path=p) from None
+        return cls.from_dict(data, source=os.fspath(p))
+
+    def to_text(self, fmt: str = "yaml") -> str:
+        """The recipe as ``"yaml"`` or ``"json"`` text."""
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2) + "\n"
+        if fmt == "yaml":
+            return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        raise ParameterError(f"recipe format {fmt!r} is unknown; expected 'yaml' or 'json'")
+
+    def to_file(self, path: str | os.PathLike) -> None:
+        """Save as JSON or YAML, chosen by the suffix."""
+        p = Path(path)
+        suffix = _suffix(p)
+        p.write_text(self.to_text("json" if suffix == ".json" else "yaml"), encoding="utf-8")
+
+    # --- dunder ---------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pipeline):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __repr__(self) -> str:
+        ops = " -> ".join(step.op for step in self._steps)
+        return f"Pipeline({self.name!r}: {ops})"
+
+
+def _suffix(p: Path) -> str:
+    suffix = p.suffix.lower()
+    if suffix not in RECIPE_SUFFIXES:
+        raise ParameterError(
+            f"recipe files must end in {', '.join(RECIPE_SUFFIXES)}; got {suffix or 'no suffix'!r}",
+            path=p,
+        )
+    return suffix
+
+
+def _output_size(steps: Iterable[Step], height: int, width: int) -> tuple[int, int]:
+    for step in steps:
+        if step.op == "resize":
+            if step.params["factor"] is not None:
+                height, width = resize_output_size(height, width, step.params["factor"])
+            else:
+                height, width = step.params["size"]
+    return height, width
+
+
+def _bands(height: int, parts: int) -> list[slice]:
+    """Split ``range(height)`` into at most ``parts`` contiguous slices."""
+    parts = max(1, min(parts, height))
+    edges = [math.floor(i * height / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
