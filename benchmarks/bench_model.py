@@ -1,0 +1,223 @@
+"""Benchmark the RealBasicVSR forward pass: seconds per frame and peak memory.
+
+Configurations: CPU float32 (baseline: contiguous weights), CPU float32 channels_last, and on
+CUDA (when present) float32 / float16 / bfloat16, each contiguous and channels_last.  Every
+configuration processes the same clip of sample frames (640x360 by default) as one chunk
+(N=1, T=frames) and is compared with the baseline output (PSNR).
+
+    python benchmarks/bench_model.py                 # 8 frames 640x360, 2 timed runs
+    python benchmarks/bench_model.py --quick         # 2 frames 96x64, smoke test
+    python benchmarks/bench_model.py --frames 4 --size 320x180 --repeats 1
+
+Prints a table and writes ``benchmarks/results/model.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import torch
+
+from napari_vsr.models import RealBasicVSRNet, load_realbasicvsr
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = Path(os.environ.get("NAPARI_VSR_SHARED", REPO.parent / "shared"))
+GOLDEN_CKPT = SHARED / "golden" / "realbasicvsr" / "realbasicvsr_random_mmedit_layout.pth"
+
+
+class PeakRSS:
+    """Highest resident set size of this process while the block runs (sampled every 5 ms)."""
+
+    def __init__(self):
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(0.005)
+
+    def __enter__(self):
+        self.start = self.proc.memory_info().rss
+        self.peak = self.start
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def load_clip(frames: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """(1, T, 3, H, W) float32 in [0, 1] from the sample frames (resized when ``size``)."""
+    folder = SHARED / "samples" / "demo_000"
+    files = sorted(folder.glob("*.png"))[:frames]
+    if len(files) < frames:
+        sys.exit(f"need {frames} sample frames in {folder}, found {len(files)}")
+    imgs = []
+    for f in files:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if size is not None:
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        imgs.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    arr = np.stack(imgs).astype(np.float32) / 255.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).unsqueeze(0).contiguous()
+
+
+def build_net() -> tuple[RealBasicVSRNet, str]:
+    if GOLDEN_CKPT.is_file():
+        return load_realbasicvsr(GOLDEN_CKPT), "golden random weights (official layout)"
+    torch.manual_seed(0)
+    return RealBasicVSRNet().eval().requires_grad_(False), "seeded random init"
+
+
+def run_config(
+    base: RealBasicVSRNet,
+    clip: torch.Tensor,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    channels_last: bool,
+    repeats: int,
+) -> tuple[dict, torch.Tensor]:
+    net = RealBasicVSRNet()
+    net.load_state_dict(base.state_dict())
+    net.eval().requires_grad_(False).to(device=device, dtype=dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    x = clip.to(device=device, dtype=dtype)
+    cuda = device.startswith("cuda")
+
+    def once() -> torch.Tensor:
+        with torch.inference_mode():
+            out = net(x)
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    once()  # warm-up (allocator, kernels, oneDNN primitives)
+    times = []
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    with PeakRSS() as rss:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = once()
+            times.append(time.perf_counter() - t0)
+    if cuda:
+        peak_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
+    else:
+        peak_mb = (rss.peak - rss.start) / 2**20
+    t = clip.shape[1]
+    row = {
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "channels_last": channels_last,
+        "s_per_frame": min(times) / t,
+        "s_per_frame_mean": sum(times) / len(times) / t,
+        "peak_mem_mb": peak_mb,
+        "peak_mem_kind": "cuda max_memory_allocated" if cuda else "process RSS increase",
+    }
+    return row, out.float().cpu()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """PSNR in dB of ``a`` against ``b`` (both clipped to [0, 1]); None when identical."""
+    mse = torch.mean((a.clamp(0, 1).double() - b.clamp(0, 1).double()) ** 2).item()
+    return None if mse == 0 else float(10 * np.log10(1 / mse))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8, help="frames per chunk (default 8)")
+    parser.add_argument("--size", default=None, help="resize frames to WxH (default 640x360)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per config (min kept)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 frames 96x64, 1 run")
+    parser.add_argument("--no-cuda", action="store_true", help="skip CUDA configs")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "model.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.size, args.repeats = 2, "96x64", 1
+    size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+
+    clip = load_clip(args.frames, size)
+    base, weights = build_net()
+    _, t, _, h, w = clip.shape
+
+    configs = [("cpu", torch.float32, False), ("cpu", torch.float32, True)]
+    if torch.cuda.is_available() and not args.no_cuda:
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            for cl in (False, True):
+                configs.append(("cuda", dtype, cl))
+    else:
+        print("CUDA not available: GPU configurations skipped", file=sys.stderr)
+
+    rows, baseline = [], None
+    for device, dtype, cl in configs:
+        row, out = run_config(
+            base, clip, device=device, dtype=dtype, channels_last=cl, repeats=args.repeats
+        )
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        if baseline is None:
+            baseline = out
+        row["psnr_vs_baseline_db"] = psnr(out, baseline)
+        row["max_abs_diff_vs_baseline"] = (out - baseline).abs().max().item()
+        rows.append(row)
+    base_s = rows[0]["s_per_frame"]
+    for row in rows:
+        row["speedup_vs_baseline"] = base_s / row["s_per_frame"]
+
+    print(f"RealBasicVSR x4 forward, {t} frames of {w}x{h} (N=1), weights: {weights}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}"
+    )
+    head = f"{'device':6} {'dtype':8} {'layout':13} {'s/frame':>8} {'speedup':>8} {'peak MB':>9} {'PSNR dB':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        layout = "channels_last" if r["channels_last"] else "contiguous"
+        db = r["psnr_vs_baseline_db"]
+        print(
+            f"{r['device']:6} {r['dtype']:8} {layout:13} {r['s_per_frame']:8.3f} "
+            f"{r['speedup_vs_baseline']:7.2f}x {r['peak_mem_mb']:9.0f} "
+            + ("   exact" if db is None else f"{db:8.1f}")
+        )
+    print("baseline: cpu float32 contiguous (first row)")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "model",
+        "frames": t,
+        "height": h,
+        "width": w,
+        "repeats": args.repeats,
+        "weights": weights,
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "baseline": "cpu float32 contiguous",
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
