@@ -1,0 +1,368 @@
+"""Benchmark the video reader: open time, sequential fps, random-access latency, accuracy, memory.
+
+Clips (generated with PyAV, each frame stamped with its index as a barcode so every read is
+checked for frame accuracy; content: the demo_000 sample frames scaled up, so the bit rate is
+that of real footage rather than of a synthetic pattern):
+
+* ``1080p gop120``  1920x1080 H.264, GOP 120, 3 B-frames, CRF 23
+* ``360p gop250``   640x360 H.264, GOP 250, 3 B-frames, CRF 23
+* ``1080p long``    the 1080p clip repeated by remuxing to ~5000 frames (open time vs length;
+                    random reads only)
+* ``sample clip``   the shipped 10-frame FFV1 clip (intra only; accuracy checked by pixels)
+
+Rows per clip:
+
+* ``baseline``      PyAV decoding every frame in order with ``to_ndarray("rgb24")``, default
+                    decoder settings (what a plain PyAV loop does); ``baseline thr`` the same with
+                    frame+slice threads
+* ``napari-vsr``    ``open_frames(path)``, then ``v[i]`` for every i (sequential); then, on a
+                    freshly opened reader, ``v[i]`` for seeded random i (random access; default
+                    128 MiB cache, which only helps when an index repeats)
+* ``no skip``       the same random reads without skipping non-reference frames (shows what
+                    that saves)
+* ``via napari``    (``--napari``) the same clip opened in a napari viewer, moving the frame
+                    slider to every frame, then to random frames (cache cleared), with events
+                    processed after each move; accuracy checked on the displayed slice
+
+    python benchmarks/bench_io.py            # full run (a few minutes, encodes ~30 s of video)
+    python benchmarks/bench_io.py --quick    # smoke run: short clips, few random reads
+    xvfb-run -a python benchmarks/bench_io.py --napari   # plus reads through a napari viewer
+
+Prints a table and writes ``benchmarks/results/io.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from napari_vsr._sample_data import sample_clip_path
+from napari_vsr.io import open_frames
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = Path(os.environ.get("NAPARI_VSR_SHARED", REPO.parent / "shared"))
+SAMPLES = SHARED / "samples" / "demo_000"
+#: the 1080p clip is repeated (by remuxing) to about this many frames for the open-time row
+LONG_FRAMES = 5000
+
+_spec = importlib.util.spec_from_file_location("vsr_media", REPO / "tests" / "io" / "media.py")
+media = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(media)
+
+
+def _rss_mb() -> float | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _content(height: int, width: int):
+    """source(i) -> frame: sample frames scaled to the size with a slow pan (synthetic fallback)."""
+    files = sorted(SAMPLES.glob("*.png")) if SAMPLES.is_dir() else []
+    if not files:
+        return None
+    cache: dict[int, np.ndarray] = {}
+
+    def source(i: int) -> np.ndarray:
+        k = i % len(files)
+        if k not in cache:
+            img = cv2.cvtColor(cv2.imread(str(files[k])), cv2.COLOR_BGR2RGB)
+            cache[k] = cv2.resize(img, (width + 64, height + 64), interpolation=cv2.INTER_LINEAR)
+        off = (i // len(files)) % 64
+        return cache[k][off : off + height, off : off + width]
+
+    return source
+
+
+def make_clips(folder: Path, quick: bool) -> list[tuple[str, Path, bool]]:
+    specs = [
+        ("1080p gop120", (1080, 1920), 130 if quick else 360, 120),
+        ("360p gop250", (360, 640), 260 if quick else 750, 250),
+    ]
+    clips = []
+    for name, size, n, gop in specs:
+        path = folder / f"{name.replace(' ', '_')}_{n}.mp4"
+        if not path.exists():
+            t = time.perf_counter()
+            media.make_video(
+                path, n_frames=n, size=size, gop=gop, bframes=3, crf=23, source=_content(*size)
+            )
+            print(
+                f"  encoded {name}: {n} frames in {time.perf_counter() - t:.1f} s", file=sys.stderr
+            )
+        clips.append((name, path, True))
+    repeats = -(-LONG_FRAMES // specs[0][2])
+    long_path = folder / f"1080p_long_{specs[0][2]}x{repeats}.mp4"
+    if not long_path.exists():
+        repeat_clip(clips[0][1], long_path, repeats)
+    clips.append(("1080p long", long_path, True))
+    clips.append(("sample clip", sample_clip_path(), False))
+    return clips
+
+
+def repeat_clip(src_path: Path, out_path: Path, repeats: int) -> None:
+    """Concatenate a clip with itself by remuxing packets (no encoding): a long file, fast."""
+    with av.open(str(src_path)) as src, av.open(str(out_path), "w") as out:
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.dts is not None]
+        step = stream.frames * int(round(1 / (stream.average_rate * stream.time_base)))
+        o = out.add_stream_from_template(stream)
+        for r in range(repeats):
+            for p in packets:
+                q = av.Packet(bytes(p))
+                q.pts, q.dts = p.pts + r * step, p.dts + r * step
+                q.is_keyframe = p.is_keyframe
+                q.time_base, q.stream = p.time_base, o
+                out.mux(q)
+
+
+def baseline_sequential(path: Path, *, threads: bool, keep_frames: bool = False):
+    """(frames/s, decoded frames if keep_frames else None, frame count)."""
+    keep: list[np.ndarray] | None = [] if keep_frames else None
+    t = time.perf_counter()
+    n = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        if threads:
+            s.thread_type = "AUTO"
+        for frame in c.decode(s):
+            arr = frame.to_ndarray(format="rgb24")
+            if keep is not None:
+                keep.append(arr)
+            n += 1
+    return n / (time.perf_counter() - t), keep, n
+
+
+def measure(
+    name: str,
+    path: Path,
+    barcoded: bool,
+    n_random: int,
+    seed: int,
+    no_skip: bool,
+    *,
+    sequential: bool = True,
+    period: int | None = None,
+):
+    """Rows for one clip; ``period``: barcodes repeat every ``period`` frames (long clip)."""
+    rows = []
+    reference = None
+    if sequential:
+        fps_base, reference, n_base = baseline_sequential(
+            path, threads=False, keep_frames=not barcoded
+        )
+        fps_thr, _, _ = baseline_sequential(path, threads=True)
+        rows.append({"clip": name, "reader": "baseline", "seq_fps": fps_base, "frames": n_base})
+        rows.append({"clip": name, "reader": "baseline thr", "seq_fps": fps_thr, "frames": n_base})
+
+    def check(i: int, frame: np.ndarray) -> bool:
+        if barcoded:
+            return media.read_barcode(frame) == (i % period if period else i)
+        return reference is not None and np.array_equal(frame, reference[i])
+
+    opens = []
+    for _ in range(3):
+        t = time.perf_counter()
+        v = open_frames(path)
+        opens.append(time.perf_counter() - t)
+        v.close()
+    rss0 = _rss_mb()
+    v = open_frames(path)
+    n = len(v)
+    seq_ok, seq_n, seq_fps = 0, 0, None
+    if sequential:
+        t = time.perf_counter()
+        seq_ok = sum(check(i, v[i]) for i in range(n))
+        seq_n = n
+        seq_fps = n / (time.perf_counter() - t)
+    rss_seq = _rss_mb()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=n_random)
+
+    def random_reads(reader) -> tuple[list[float], int]:
+        lat, ok = [], 0
+        for i in idx:
+            t0 = time.perf_counter()
+            frame = reader[int(i)]
+            lat.append(time.perf_counter() - t0)
+            ok += check(int(i), frame)
+        return lat, ok
+
+    v.close()
+    # random access on a fresh reader: the cache only helps when an index repeats
+    v = open_frames(path)
+    lat, rand_ok = random_reads(v)
+    rss_rand = _rss_mb()
+    row = {
+        "clip": name,
+        "reader": "napari-vsr",
+        "frames": n,
+        "open_ms": 1e3 * float(np.median(opens)),
+        "seq_fps": seq_fps,
+        "rand_median_ms": 1e3 * float(np.median(lat)),
+        "rand_p95_ms": 1e3 * float(np.percentile(lat, 95)),
+        "accuracy": (seq_ok + rand_ok) / (seq_n + len(idx)),
+        "cache_mb": v._cache.max_bytes / 2**20,
+        "rss_growth_mb": None if rss0 is None else max(rss_seq, rss_rand) - rss0,
+    }
+    v.close()
+    rows.append(row)
+    if no_skip:
+        with open_frames(path) as w:
+            w._skip = False
+            lat2, ok2 = random_reads(w)
+        rows.append(
+            {
+                "clip": name,
+                "reader": "no skip",
+                "frames": n,
+                "rand_median_ms": 1e3 * float(np.median(lat2)),
+                "rand_p95_ms": 1e3 * float(np.percentile(lat2, 95)),
+                "accuracy": ok2 / len(idx),
+            }
+        )
+    return rows
+
+
+def measure_napari(name: str, path: Path, n_random: int, seed: int) -> dict:
+    """Sequential and random reads through a napari viewer (dims slider, as a user does)."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=False)
+    try:
+        [layer] = viewer.open(str(path), plugin="napari-vsr")
+        n = layer.data.shape[0]
+        app = QApplication.instance()
+
+        def show(i: int) -> bool:
+            viewer.dims.set_point(0, i)
+            app.processEvents()
+            return media.read_barcode(np.asarray(layer._slice.image.view)) == i
+
+        t = time.perf_counter()
+        ok = sum(show(i) for i in range(n))
+        seq_fps = n / (time.perf_counter() - t)
+        layer.data._cache.clear()
+        lat = []
+        for i in np.random.default_rng(seed).integers(0, n, size=n_random):
+            t0 = time.perf_counter()
+            ok += show(int(i))
+            lat.append(time.perf_counter() - t0)
+        return {
+            "clip": name,
+            "reader": "via napari",
+            "frames": n,
+            "seq_fps": seq_fps,
+            "rand_median_ms": 1e3 * float(np.median(lat)),
+            "rand_p95_ms": 1e3 * float(np.percentile(lat, 95)),
+            "accuracy": ok / (n + n_random),
+        }
+    finally:
+        viewer.close()
+
+
+def _fmt(value, spec: str) -> str:
+    width = int(spec.split(".")[0] or 0)
+    return f"{'-':>{width}}" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short clips and few random reads")
+    ap.add_argument("--random", type=int, default=None, help="random reads per clip")
+    ap.add_argument(
+        "--media-dir",
+        type=Path,
+        default=None,
+        help="where to keep the generated clips (reused when present)",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--napari",
+        action="store_true",
+        help="also read the generated clips through a napari viewer (needs a display, "
+        "e.g. xvfb-run)",
+    )
+    args = ap.parse_args(argv)
+    n_random = args.random or (12 if args.quick else 100)
+    tmp = None
+    folder = args.media_dir
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_io-")
+        folder = Path(tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    clips = make_clips(folder, args.quick)
+    period = None
+    for name, path, barcoded in clips:
+        long = name == "1080p long"
+        rows.extend(
+            measure(
+                name,
+                path,
+                barcoded,
+                n_random,
+                args.seed,
+                no_skip=not long,
+                sequential=not long,
+                period=period if long else None,
+            )
+        )
+        if name == "1080p gop120":
+            with av.open(str(path)) as c:
+                period = c.streams.video[0].frames
+        if args.napari and name in ("1080p gop120", "360p gop250"):
+            rows.append(measure_napari(name, path, n_random, args.seed))
+    header = (
+        f"{'clip':<14} {'reader':<12} {'frames':>6} {'open ms':>8} {'seq fps':>8} "
+        f"{'rand med ms':>11} {'rand p95 ms':>11} {'accuracy':>8} {'RSS +MB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['clip']:<14} {r['reader']:<12} {r.get('frames', 0):>6} "
+            f"{_fmt(r.get('open_ms'), '8.1f')} {_fmt(r.get('seq_fps'), '8.1f')} "
+            f"{_fmt(r.get('rand_median_ms'), '11.1f')} {_fmt(r.get('rand_p95_ms'), '11.1f')} "
+            f"{_fmt(None if r.get('accuracy') is None else 100 * r['accuracy'], '7.1f'):>7}% "
+            f"{_fmt(r.get('rss_growth_mb'), '8.0f')}"
+        )
+    out = HERE / "results" / "io.json"
+    out.parent.mkdir(exist_ok=True)
+    doc = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pyav": av.__version__,
+            "ffmpeg": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()},
+        },
+        "quick": args.quick,
+        "random_reads": n_random,
+        "seed": args.seed,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {out}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""``napari-vsr info PATH``: what the reader sees in a video, image folder or TIFF stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def describe(path: str) -> dict[str, Any]:
+    """The facts ``info`` prints, as a JSON-serialisable dict."""
+    from napari_vsr.io import open_frames
+
+    with open_frames(path) as frames:
+        md = frames.metadata
+        t, h, w = frames.shape[:3]
+        facts: dict[str, Any] = {
+            "path": md.get("source_path", path),
+            "kind": md.get("kind"),
+            "frames": t,
+            "width": w,
+            "height": h,
+            "channels": frames.shape[3] if frames.ndim == 4 else 1,
+            "dtype": str(frames.dtype),
+            "fps": md.get("fps"),
+        }
+        if md.get("kind") == "video":
+            facts.update(
+                {
+                    "fps_fraction": md.get("fps_fraction"),
+                    "nominal_fps": md.get("nominal_fps"),
+                    "duration_s": md.get("duration_s"),
+                    "codec": md.get("codec"),
+                    "pix_fmt": md.get("pix_fmt"),
+                    "container": md.get("container"),
+                    "time_base": md.get("time_base"),
+                    "rotation": md.get("rotation"),
+                    "rotation_applied": md.get("rotation_applied"),
+                    "audio_streams": md.get("audio_streams", []),
+                    "subtitle_streams": md.get("subtitle_streams", []),
+                }
+            )
+        elif md.get("axes"):
+            facts["axes"] = md["axes"]
+    return facts
+
+
+def _stream_line(s: dict[str, Any]) -> str:
+    parts = [str(s.get("codec"))]
+    if s.get("sample_rate"):
+        parts.append(f"{s['sample_rate']} Hz")
+    if s.get("channels"):
+        parts.append(f"{s['channels']} ch")
+    if s.get("language") and s["language"] != "und":
+        parts.append(s["language"])
+    return ", ".join(parts)
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    """Human-readable lines for :func:`describe`'s dict."""
+    fps = facts.get("fps")
+    fps_text = "unknown" if fps is None else f"{fps:.6g}"
+    if facts.get("fps_fraction") and not facts["fps_fraction"].endswith("/1"):
+        fps_text += f" ({facts['fps_fraction']})"
+    rows = [
+        ("path", facts["path"]),
+        ("kind", facts["kind"]),
+        ("frames", facts["frames"]),
+        (
+            "size",
+            f"{facts['width']}x{facts['height']} (width x height), {facts['channels']} channel(s)",
+        ),
+        ("dtype", facts["dtype"]),
+        ("fps", fps_text),
+    ]
+    if facts.get("kind") == "video":
+        dur = facts.get("duration_s")
+        rows += [
+            ("duration", "unknown" if dur is None else f"{dur:.3f} s"),
+            ("codec", facts.get("codec")),
+            ("pixel format", facts.get("pix_fmt")),
+            ("container", facts.get("container")),
+            ("time base", facts.get("time_base")),
+        ]
+        if facts.get("rotation"):
+            done = "applied" if facts.get("rotation_applied") else "not applied"
+            rows.append(("rotation", f"{facts['rotation']} degrees counter-clockwise ({done})"))
+        audio = facts.get("audio_streams") or []
+        rows.append(("audio streams", len(audio)))
+        rows += [(f"  audio #{k}", _stream_line(s)) for k, s in enumerate(audio)]
+        subs = facts.get("subtitle_streams") or []
+        if subs:
+            rows.append(("subtitle streams", len(subs)))
+    if facts.get("axes"):
+        rows.append(("axes", facts["axes"]))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    facts = describe(args.path)
+    if args.json:
+        json.dump(facts, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_facts(facts))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="show what the reader sees in a video, image folder or TIFF stack",
+        description="Print frames, size, dtype, fps, duration, codec, pixel format and audio "
+        "streams of PATH, as napari-vsr reads it.",
+    )
+    p.add_argument("path", metavar="PATH", help="video file, folder of images or TIFF stack")
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.set_defaults(func=run)

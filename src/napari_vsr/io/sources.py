@@ -1,0 +1,101 @@
+"""Which paths the readers claim, and the one entry point that opens them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from napari_vsr.errors import SourceNotFoundError, UnreadableMediaError
+from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
+from napari_vsr.io.stack_reader import IMAGE_EXTENSIONS, FolderFrames, TiffFrames
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif"})
+TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+
+
+def source_kind(path: str | os.PathLike) -> str | None:
+    """``"video"``, ``"tiff"``, ``"folder"`` or None, judged by extension / folder contents.
+
+    Never raises; does not open files.  A folder counts when it directly holds at least one
+    image file.
+    """
+    try:
+        p = Path(path)
+        if p.is_dir():
+            with os.scandir(p) as it:
+                for entry in it:
+                    if Path(
+                        entry.name
+                    ).suffix.lower() in IMAGE_EXTENSIONS and not entry.name.startswith("."):
+                        return "folder"
+            return None
+        suffix = p.suffix.lower()
+        if suffix in VIDEO_EXTENSIONS:
+            return "video"
+        if suffix in TIFF_EXTENSIONS:
+            return "tiff"
+    except (OSError, TypeError, ValueError):
+        return None
+    return None
+
+
+def is_supported(path: str | os.PathLike) -> bool:
+    """Whether :func:`open_frames` would claim ``path`` (cheap; never raises)."""
+    return source_kind(path) is not None
+
+
+def open_frames(
+    path: str | os.PathLike, *, cache_mb: float = DEFAULT_CACHE_MB, apply_rotation: bool = True
+) -> FrameArray:
+    """Open a video, a folder of images or a multi-page TIFF as a lazy frame array.
+
+    Parameters
+    ----------
+    path : path-like
+        Video (mp4 m4v mov avi mkv webm gif, any case), folder of images, or .tif/.tiff.
+    cache_mb : float, keyword-only
+        Memory budget of the decoded-frame cache (MiB).
+    apply_rotation : bool, keyword-only
+        Turn videos with rotation metadata (phone clips) upright, as players do.
+
+    Returns
+    -------
+    FrameArray
+        ``(T, H, W, 3)`` uint8 for ordinary video (uint16 for >8-bit sources, ``(T, H, W)``
+        for gray ones); folders and TIFFs keep their dtype (uint8/uint16/float32) and channels.
+        ``metadata`` holds ``kind``, ``source_path``, ``n_frames``, ``fps`` and, for video,
+        ``fps_fraction`` ("30000/1001"), ``nominal_fps``, ``time_base``, ``duration_s``,
+        ``codec``, ``pix_fmt``, ``rotation`` (ccw degrees), ``rotation_applied``, ``has_audio``,
+        ``has_subtitles``,
+        ``audio_streams``.  Video arrays also offer ``frame_times()``.
+
+    Raises
+    ------
+    SourceNotFoundError
+        The path does not exist.
+    UnreadableMediaError
+        Empty file, not a video, no video stream, unsupported extension.
+    TruncatedMediaError
+        The data stops early or is corrupt; ``readable_frames`` says how far it got.
+    FrameStackError
+        Empty folder, frames of different sizes, unsupported TIFF layout.
+    UnsupportedDtypeError
+        A pixel type other than uint8/uint16/float32.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SourceNotFoundError("no such file or folder", path=p)
+    if p.is_dir():
+        return FolderFrames(p, cache_mb=cache_mb)
+    kind = source_kind(p)
+    if kind == "tiff":
+        return TiffFrames(p, cache_mb=cache_mb)
+    if kind == "video":
+        from napari_vsr.io.video_reader import VideoFrames
+
+        return VideoFrames(p, cache_mb=cache_mb, apply_rotation=apply_rotation)
+    raise UnreadableMediaError(
+        f"unsupported file type {p.suffix or '(no extension)'!r}: expected a video "
+        f"({', '.join(sorted(VIDEO_EXTENSIONS))}), a TIFF stack or a folder of images",
+        path=p,
+    )

@@ -1,0 +1,163 @@
+"""Choosing a writer by the target path, and writing whole arrays in one call.
+
+Target rules:
+
+- ``.mp4``, ``.m4v``, ``.mov``, ``.mkv`` -> :class:`~napari_vsr.io.video_writer.VideoWriter`
+- ``.tif``, ``.tiff`` -> :class:`~napari_vsr.io.stack_writers.TiffStackWriter`
+- ``.zarr`` -> ``napari_vsr.io.zarr_store.ZarrWriter`` (the engine's on-disk store)
+- a path ending in a slash, with no extension, with the ``.frames`` extension, or an
+  existing folder -> :class:`~napari_vsr.io.stack_writers.PngFolderWriter`
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_vsr.errors import ParameterError
+from napari_vsr.io.stack_writers import PngFolderWriter, TiffStackWriter
+from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter, parse_fps
+from napari_vsr.io.writer_base import Writer
+
+FOLDER_SUFFIXES = ("", ".frames")
+
+
+def writer_kind(path: str | os.PathLike) -> str:
+    """``"video"``, ``"tiff"``, ``"zarr"`` or ``"frames"`` for a target path.
+
+    Raises
+    ------
+    ParameterError
+        The extension names no known output.
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    suffix = p.suffix.lower()
+    if (
+        text.endswith(("/", os.sep))
+        or suffix in FOLDER_SUFFIXES
+        or (p.is_dir() and suffix != ".zarr")
+    ):
+        return "frames"
+    if suffix in VIDEO_OUT_EXTENSIONS:
+        return "video"
+    if suffix in (".tif", ".tiff"):
+        return "tiff"
+    if suffix == ".zarr":
+        return "zarr"
+    raise ParameterError(
+        f"{p}: unknown output type {suffix!r}: use .mp4/.m4v/.mov/.mkv (video), .tif/.tiff, "
+        ".zarr, or a folder name (no extension, '.frames' or a trailing '/') for PNG frames"
+    )
+
+
+def open_writer(
+    path: str | os.PathLike,
+    *,
+    fps: float | str | Fraction | None = None,
+    overwrite: bool = False,
+    codec: str | None = None,
+    crf: int | None = None,
+    lossless: bool = False,
+    copy_streams_from: str | os.PathLike | None = None,
+    frame_times=None,
+    metadata: dict[str, Any] | None = None,
+) -> Writer:
+    """Open a writer for ``path``, chosen by its extension (see the module notes).
+
+    Parameters
+    ----------
+    path : path-like
+        Target file or folder.  An existing target raises ``OutputExistsError`` here unless
+        ``overwrite``.
+    fps : float, Fraction or "num/den", optional
+        Frame rate (exact); stored as metadata by the stack writers.
+    codec, crf, lossless, copy_streams_from, frame_times
+        Video options (see :class:`~napari_vsr.io.video_writer.VideoWriter`); ignored with a
+        ``ParameterError`` when given for a non-video target.
+    metadata : dict, optional
+        Stored with the output (JSON-serialisable entries).
+
+    Returns
+    -------
+    Writer
+        ``.write(frame)`` with frames (H, W[, C]); ``.close()`` commits atomically,
+        ``.abort()`` discards; as a context manager it commits on success and aborts on any
+        exception, KeyboardInterrupt included.
+    """
+    kind = writer_kind(path)
+    if kind == "video":
+        return VideoWriter(
+            path,
+            fps=fps,
+            overwrite=overwrite,
+            codec=codec,
+            crf=crf,
+            lossless=lossless,
+            copy_streams_from=copy_streams_from,
+            frame_times=frame_times,
+            metadata=metadata,
+        )
+    video_only = {
+        "codec": codec,
+        "crf": crf,
+        "copy_streams_from": copy_streams_from,
+        "frame_times": frame_times,
+    }
+    given = [k for k, v in video_only.items() if v is not None] + (["lossless"] if lossless else [])
+    if given:
+        raise ParameterError(f"{path}: {', '.join(given)} only apply to video outputs")
+    rate = float(parse_fps(fps)) if fps is not None else None
+    if kind == "tiff":
+        return TiffStackWriter(path, overwrite=overwrite, fps=rate, metadata=metadata)
+    if kind == "zarr":
+        from napari_vsr.io.zarr_store import ZarrWriter
+
+        meta = dict(metadata or {})
+        if rate is not None:
+            meta.setdefault("fps", rate)
+        return ZarrWriter(path, overwrite=overwrite, metadata=meta)
+    return PngFolderWriter(path, overwrite=overwrite, fps=rate, metadata=metadata)
+
+
+def write_frames_to(
+    path: str | os.PathLike,
+    frames: np.ndarray | Iterable[np.ndarray],
+    *,
+    fps: float | str | Fraction | None = None,
+    overwrite: bool = False,
+    codec: str | None = None,
+    crf: int | None = None,
+    lossless: bool = False,
+    copy_streams_from: str | os.PathLike | None = None,
+    frame_times=None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a whole stack (``(T, H, W[, C])`` array, FrameArray or iterable of frames).
+
+    Same options as :func:`open_writer`.  Returns the target path once committed.
+    """
+    writer = open_writer(
+        path,
+        fps=fps,
+        overwrite=overwrite,
+        codec=codec,
+        crf=crf,
+        lossless=lossless,
+        copy_streams_from=copy_streams_from,
+        frame_times=frame_times,
+        metadata=metadata,
+    )
+    with writer:
+        if hasattr(frames, "shape") and hasattr(frames, "__getitem__"):
+            for i in range(frames.shape[0]):
+                writer.write(frames[i])
+        else:
+            for frame in frames:
+                writer.write(frame)
+    return writer.path
