@@ -1,0 +1,282 @@
+"""``napari-vsr enhance INPUT -o OUTPUT``: run an enhancer over a whole source through the engine.
+
+The output kind follows its extension (video, ``.tif``/``.tiff`` stack, ``.zarr`` store, or a
+folder of PNG frames); it appears under its name only when complete.  Ctrl-C leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from napari_vsr.engine import Progress
+from napari_vsr.errors import OutputExistsError, ParameterError
+
+log = logging.getLogger(__name__)
+
+
+class ProgressBar:
+    """A plain-text progress bar on a stream (stderr): frames, percent, fps and ETA.
+
+    On a terminal the line is redrawn in place; otherwise a line is written at most every
+    ``interval_s`` seconds and at the end, so logs stay short.
+    """
+
+    def __init__(
+        self, label: str, *, stream: TextIO | None = None, width: int = 24, interval_s: float = 5.0
+    ):
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.interval_s = interval_s
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -1e9
+        self._shown = False
+
+    def __call__(self, p: Progress) -> None:
+        if p.message:
+            self._write(f"{self.label}: {p.message}", newline=True)
+        now = time.monotonic()
+        final = p.done >= p.total
+        if not (self.tty or final or now - self._last >= self.interval_s):
+            return
+        self._last = now
+        frac = p.done / p.total if p.total else 1.0
+        fill = int(round(frac * self.width))
+        bar = "#" * fill + "." * (self.width - fill)
+        eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
+        fps = f"{p.fps:.2f} fps" if p.fps else "-- fps"
+        line = f"{self.label} [{bar}] {p.done}/{p.total} {frac:4.0%} {fps} ETA {eta}"
+        self._write(line, newline=not self.tty or final)
+
+    def _write(self, line: str, *, newline: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line + ("\n" if newline else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._shown = not newline
+
+    def finish(self) -> None:
+        """End a half-drawn terminal line (after an error or interrupt)."""
+        if self._shown and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        if s >= 3600
+        else f"{s // 60:02d}:{s % 60:02d}"
+    )
+
+
+def parse_frame_range(text: str | None) -> tuple[int | None, int | None] | None:
+    """``"A:B"``, ``"A:"`` or ``":B"`` (half-open, 0-based) -> (start, stop); None for None."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ParameterError(f"--frames: expected START:STOP (e.g. 10:50, 10:, :50), got {text!r}")
+    try:
+        start, stop = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise ParameterError(
+            f"--frames: expected whole numbers in START:STOP, got {text!r}"
+        ) from None
+    if (start is not None and start < 0) or (stop is not None and stop < 0):
+        raise ParameterError(f"--frames: expected non-negative frame numbers, got {text!r}")
+    return start, stop
+
+
+def open_source(path: str):
+    """Any reader source, plus zarr arrays (``*.zarr``) written by this tool."""
+    if Path(path).suffix.lower() == ".zarr":
+        from napari_vsr.io.zarr_store import open_result_store
+
+        return open_result_store(path, mode="r")
+    from napari_vsr.io import open_frames
+
+    return open_frames(path)
+
+
+def source_fps(meta: dict):
+    text = meta.get("fps_fraction")
+    if text:
+        try:
+            return Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            pass
+    return meta.get("fps")
+
+
+def _download_bar():
+    state = {"last": -1.0}
+
+    def show(done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - state["last"] < 1.0 and (total is None or done < total):
+            return
+        state["last"] = now
+        mb = done / 2**20
+        tail = f" of {total / 2**20:.1f} MB" if total else " MB"
+        sys.stderr.write(f"downloading weights: {mb:.1f}{tail}\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_vsr.engine import enhance
+    from napari_vsr.enhancers import make_enhancer
+    from napari_vsr.io import open_writer, writer_kind
+
+    out_path = Path(args.output)
+    writer_kind(out_path)  # an unknown output extension is a usage error, before any work
+    if (out_path.exists() or out_path.is_symlink()) and not args.overwrite:
+        raise OutputExistsError("already exists; add --overwrite to replace it", path=out_path)
+    frame_range = parse_frame_range(args.frames)
+    source = open_source(args.input)
+    bar = None if args.quiet else ProgressBar("enhance")
+    try:
+        meta = getattr(source, "metadata", None)
+        meta = dict(meta) if isinstance(meta, dict) else dict(getattr(source, "attrs", {}) or {})
+        n = int(source.shape[0])
+        start = 0 if frame_range is None or frame_range[0] is None else frame_range[0]
+        stop = n if frame_range is None or frame_range[1] is None else min(frame_range[1], n)
+        if not 0 <= start < stop:
+            raise ParameterError(
+                f"--frames: {args.frames!r} selects no frames of the {n} in {args.input}"
+            )
+        enhancer = make_enhancer(
+            args.method,
+            preset=args.preset,
+            recipe=args.recipe,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            channels_last=not args.no_channels_last,
+            compile=args.compile,
+            download_progress=None if args.quiet else _download_bar(),
+        )
+        video_out = writer_kind(out_path) == "video"
+        times = None
+        if video_out and hasattr(source, "frame_times"):
+            times = np.asarray(source.frame_times(), dtype=np.float64)[start:stop]
+        copy_from = None
+        has_streams = meta.get("has_audio") or meta.get("has_subtitles")
+        if video_out and meta.get("kind") == "video" and has_streams and not args.no_audio:
+            if start == 0 and stop == n:
+                copy_from = args.input
+            else:
+                log.warning(
+                    "audio/subtitles are not copied when --frames selects part of the video"
+                )
+        metadata = {
+            "source_path": str(Path(args.input).resolve()),
+            "frames": [start, stop],
+            **enhancer.describe(),
+        }
+        with open_writer(
+            out_path,
+            fps=source_fps(meta),
+            overwrite=args.overwrite,
+            codec=args.codec,
+            crf=args.crf,
+            lossless=args.lossless,
+            copy_streams_from=copy_from,
+            frame_times=times,
+            metadata=metadata,
+        ) as writer:
+            for _, frame in enhance(
+                source,
+                enhancer,
+                chunk=args.chunk,
+                overlap=args.overlap,
+                tile=args.tile,
+                tile_overlap=args.tile_overlap,
+                rgb=getattr(source, "rgb", None),
+                frame_range=(start, stop),
+                progress=bar,
+            ):
+                writer.write(frame)
+    finally:
+        if bar is not None:
+            bar.finish()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    print(f"wrote {stop - start} frames to {out_path}", file=sys.stderr)
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "enhance",
+        help="enhance a video or frame stack (RealBasicVSR x4 or a classic pipeline)",
+        description=(
+            "Enhance INPUT (video, folder of frames, TIFF stack or .zarr) into OUTPUT, whose kind "
+            "follows its extension (.mp4/.mkv/.mov video, .tif stack, .zarr store, or a folder "
+            "of PNG frames).  Video keeps the source fps, timestamps, audio and subtitles.  "
+            "OUTPUT appears only when complete; Ctrl-C leaves nothing behind."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", help="video, folder of images, TIFF stack or .zarr")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result"
+    )
+    p.add_argument("--method", default="realbasicvsr", choices=["realbasicvsr", "classic"])
+    p.add_argument("--preset", help="classic: a named pipeline (default: seed)")
+    p.add_argument("--recipe", metavar="FILE", help="classic: a pipeline saved as JSON/YAML")
+    p.add_argument(
+        "--weights", metavar="FILE", help="realbasicvsr: checkpoint (default: cache/download)"
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="network precision (auto: fp16 on CUDA, fp32 elsewhere)",
+    )
+    p.add_argument("--no-channels-last", action="store_true", help="keep the default memory format")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (experimental)"
+    )
+    p.add_argument("--chunk", type=_positive, metavar="L", help="output frames per temporal chunk")
+    p.add_argument(
+        "--overlap", type=_positive, metavar="O", help="context frames on each side of a chunk"
+    )
+    p.add_argument(
+        "--tile",
+        type=_positive,
+        metavar="N",
+        help="spatial tile side in input pixels (0: none; default: from free GPU memory)",
+    )
+    p.add_argument(
+        "--tile-overlap", type=_positive, metavar="P", help="tile overlap in input pixels"
+    )
+    p.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (0-based, half-open)")
+    p.add_argument("--codec", help="video codec (default: H.264, FFV1 with --lossless in .mkv)")
+    p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
+    p.add_argument("--lossless", action="store_true", help="lossless video")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle streams")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

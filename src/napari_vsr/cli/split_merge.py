@@ -1,0 +1,114 @@
+"""``napari-vsr split VIDEO DIR`` and ``napari-vsr merge DIR VIDEO --fps F``: thin commands over
+the same readers and writers (the jobs of the original seed scripts, without their limits)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+from napari_vsr.cli.enhance import ProgressBar, source_fps
+from napari_vsr.engine import Progress
+from napari_vsr.errors import OutputExistsError, ParameterError
+
+
+def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
+    n = int(source.shape[0])
+    for lo in range(0, n, batch):
+        for frame in source[lo : min(n, lo + batch)]:
+            writer.write(frame)
+        if bar is not None:
+            bar(Progress(min(n, lo + batch), n, 0.0, 0.0, None))
+    return n
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from napari_vsr.io import open_frames, open_writer
+
+    out = Path(args.dir)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError("already exists; add --overwrite to replace it", path=out)
+    source = open_frames(args.video)
+    bar = None if args.quiet else ProgressBar("split")
+    try:
+        # a trailing separator makes the target a folder of frames whatever its name
+        target = os.fspath(out) + os.sep
+        with open_writer(
+            target, overwrite=args.overwrite, fps=source_fps(source.metadata)
+        ) as writer:
+            n = _copy(source, writer, bar)
+    finally:
+        if bar is not None:
+            bar.finish()
+        source.close()
+    print(f"wrote {n} frames to {out}", file=sys.stderr)
+    return 0
+
+
+def _parse_fps(text: str) -> Fraction:
+    try:
+        fps = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise ParameterError(
+            f"--fps: expected a number or a fraction like 30000/1001, got {text!r}"
+        ) from None
+    if fps <= 0:
+        raise ParameterError(f"--fps: expected a positive rate, got {text!r}")
+    return fps.limit_denominator(1001) if fps.denominator > 1001 else fps
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from napari_vsr.io import open_frames, open_writer
+
+    out = Path(args.video)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError("already exists; add --overwrite to replace it", path=out)
+    fps = _parse_fps(args.fps)
+    source = open_frames(args.dir)
+    bar = None if args.quiet else ProgressBar("merge")
+    try:
+        with open_writer(
+            out,
+            fps=fps,
+            overwrite=args.overwrite,
+            codec=args.codec,
+            crf=args.crf,
+            lossless=args.lossless,
+        ) as writer:
+            n = _copy(source, writer, bar)
+    finally:
+        if bar is not None:
+            bar.finish()
+        source.close()
+    print(f"wrote {n} frames to {out} at {float(fps):g} fps", file=sys.stderr)
+    return 0
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser(
+        "split",
+        help="write every frame of a video as numbered PNG files",
+        description="Write every frame of VIDEO to DIR as numbered PNG files (uint8/uint16 kept).",
+    )
+    s.add_argument("video", metavar="VIDEO")
+    s.add_argument("dir", metavar="DIR", help="folder to create")
+    s.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=run_split)
+
+    m = subparsers.add_parser(
+        "merge",
+        help="encode a folder of frames (or a TIFF stack) as a video",
+        description="Encode the images in DIR (natural sort order) as VIDEO at --fps.",
+    )
+    m.add_argument("dir", metavar="DIR", help="folder of images or a TIFF stack")
+    m.add_argument("video", metavar="VIDEO")
+    m.add_argument("--fps", required=True, help="frame rate, e.g. 25, 29.97 or 30000/1001")
+    m.add_argument("--codec", help="video codec (default: H.264)")
+    m.add_argument("--crf", type=int, metavar="N", help="quality (lower is better)")
+    m.add_argument("--lossless", action="store_true", help="lossless video")
+    m.add_argument("--overwrite", action="store_true", help="replace VIDEO if it exists")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=run_merge)

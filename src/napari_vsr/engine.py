@@ -1,0 +1,661 @@
+"""The streaming enhancement engine: one code path for the CLI and the napari widgets.
+
+:func:`enhance` takes any lazy, numpy-like frame array and an :class:`~napari_vsr.enhancer.Enhancer`
+and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to end:
+
+1. **Layout.**  The time axis is moved to the front; the two spatial axes are the last two (or the
+   two before a trailing channel axis when ``rgb``); any axes in between (e.g. Z) are "planes",
+   each enhanced as its own sequence.
+2. **Temporal chunks.**  Output frames ``[s, s + chunk)`` are computed from input frames
+   ``[s - overlap, s + chunk + overlap)`` (clipped to the array); the outputs of the context frames
+   are discarded.  Recurrent networks thus start each chunk "warm", and temporal filters over
+   +-k frames are exact once ``overlap >= k``.  Only one chunk is in memory at a time, so host and
+   device memory depend on ``chunk``, ``overlap`` and the frame size, never on the length.
+3. **Data kinds** (for ``input_kind == "rgb01"`` enhancers): uint8/uint16 are scaled by their dtype
+   range to float32 [0, 1] and scaled back (rounded, clipped) to the source dtype; float data is
+   passed as float32 unchanged (expected in [0, 1]) and returned unclipped in its own dtype;
+   gray is replicated to 3 channels and averaged back; an alpha channel is resized separately
+   (bilinear).  ``"native"`` enhancers get the frames exactly as stored.  An rgb01 enhancer that
+   sets ``accepts_integer_rgb`` gets uint8/uint16 RGB as stored and returns the source dtype,
+   doing the same scaling, clipping and rounding itself (on its device, where the x4 output
+   is large: converting 2560x1440 float frames on the host would cap a GPU at ~20 fps).
+4. **Spatial tiles** (tileable enhancers): frames are cut into square tiles of ``tile`` input pixels
+   overlapping by ``tile_overlap``; every tile is enhanced over the whole chunk and the outputs are
+   blended with linear ramps across the overlaps.  ``tile=None`` picks a size from the free device
+   memory (no tiling on CPU); a device out-of-memory error halves the tile and retries the chunk,
+   and the retry is reported in :attr:`Progress.message`.
+5. **Progress and cancel.**  ``progress`` receives a :class:`Progress` after every chunk;
+   ``cancel`` is checked between chunks, planes and tiles and raises
+   :class:`~napari_vsr.errors.Cancelled`.  The enhancer's :meth:`close` runs when the generator
+   finishes, is cancelled, fails or is closed early, so device memory is freed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from napari_vsr.device import is_out_of_memory, release_memory
+from napari_vsr.enhancer import Enhancer
+from napari_vsr.errors import Cancelled, DeviceError, ParameterError, UnsupportedDtypeError
+
+log = logging.getLogger(__name__)
+
+#: tile overlap in input pixels when neither the caller nor the enhancer says
+DEFAULT_TILE_OVERLAP = 16
+#: smallest tile the out-of-memory retry goes down to, in input pixels
+MIN_TILE = 32
+#: share of the free device memory an automatic tile size may plan for
+MEMORY_HEADROOM = 0.6
+
+
+class CancelToken:
+    """A thread-safe flag that asks a running :func:`enhance` to stop between chunks."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the run to stop; it raises :class:`~napari_vsr.errors.Cancelled` at the next check."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~napari_vsr.errors.Cancelled` if :meth:`cancel` was called."""
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands.
+
+    Attributes
+    ----------
+    done, total : int
+        Output frames finished and asked for.
+    elapsed_s : float
+        Seconds since the run started.
+    fps : float
+        Finished frames per second so far (0 before the first chunk).
+    eta_s : float or None
+        Estimated seconds left; None until a rate is known.
+    message : str
+        A note for the user (e.g. an out-of-memory retry with smaller tiles), else "".
+    """
+
+    done: int
+    total: int
+    elapsed_s: float
+    fps: float
+    eta_s: float | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the axes are.  After moving time to the front: (T, *planes, H, W[, C])."""
+
+    time_axis: int
+    rgb: bool
+    length: int
+    planes: tuple[int, ...]
+    height: int
+    width: int
+    channels: int  # 0 when there is no channel axis
+
+
+def _layout(shape: Sequence[int], time_axis: int, rgb: bool | None) -> _Layout:
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    if ndim < 3:
+        raise ParameterError(f"frames: expected at least 3 axes (T, H, W[, C]), got shape {shape}")
+    if rgb is None:
+        rgb = ndim >= 4 and shape[-1] in (3, 4)
+    if rgb and ndim < 4:
+        raise ParameterError(f"frames: rgb=True needs (T, H, W, C) data, got shape {shape}")
+    first_spatial = ndim - 3 if rgb else ndim - 2
+    axis = time_axis + ndim if time_axis < 0 else time_axis
+    if not 0 <= axis < first_spatial:
+        raise ParameterError(
+            f"time_axis: expected an axis before the spatial axes of shape {shape} "
+            f"(0..{first_spatial - 1}), got {time_axis}"
+        )
+    moved = (shape[axis],) + shape[:axis] + shape[axis + 1 :]
+    spatial = moved[-3:-1] if rgb else moved[-2:]
+    planes = moved[1 : len(moved) - (3 if rgb else 2)]
+    return _Layout(
+        time_axis=axis,
+        rgb=bool(rgb),
+        length=moved[0],
+        planes=tuple(planes),
+        height=spatial[0],
+        width=spatial[1],
+        channels=moved[-1] if rgb else 0,
+    )
+
+
+def _frame_shape(layout: _Layout, scale: int) -> tuple[int, ...]:
+    """Shape of one output frame in the caller's axis order (time axis removed)."""
+    tail = (layout.height * scale, layout.width * scale) + (
+        (layout.channels,) if layout.rgb else ()
+    )
+    return layout.planes + tail
+
+
+def plan_output(
+    shape: Sequence[int],
+    dtype: Any,
+    enhancer: Enhancer,
+    *,
+    time_axis: int = 0,
+    rgb: bool | None = None,
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the full output of :func:`enhance` (before any ``frame_range``).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Input shape, e.g. (T, H, W), (T, H, W, C) or (T, Z, H, W).
+    dtype : numpy dtype-like
+        Input dtype.
+    enhancer : Enhancer
+        Its ``scale`` multiplies the two spatial axes.
+    time_axis : int
+        Which axis is time (must come before the spatial axes).
+    rgb : bool, optional
+        Whether the last axis holds channels; None guesses like napari (last axis of 3 or 4).
+
+    Returns
+    -------
+    shape : tuple of int
+        The input shape with both spatial axes multiplied by ``enhancer.scale``.
+    dtype : numpy.dtype
+        The input dtype (outputs always come back in the source dtype).
+    """
+    layout = _layout(shape, time_axis, rgb)
+    dtype = np.dtype(dtype)
+    if enhancer.input_kind == "rgb01":
+        _check_rgb01_dtype(dtype)
+    frame = list(_frame_shape(layout, enhancer.scale))
+    frame.insert(layout.time_axis, layout.length)
+    return tuple(frame), dtype
+
+
+# --- dtype and channel conversion for rgb01 enhancers ------------------------------------------
+def _check_rgb01_dtype(dtype: np.dtype) -> None:
+    if dtype not in (np.uint8, np.uint16) and dtype.kind != "f":
+        raise UnsupportedDtypeError(
+            f"expected uint8, uint16 or float frames for a network enhancer, got {dtype}; "
+            "convert the data first (e.g. rescale to float32 in [0, 1])"
+        )
+
+
+def _to_float01(x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind == "u":
+        return x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)
+    return x.astype(np.float32, copy=False)
+
+
+def _from_float01(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind == "u":
+        top = np.iinfo(dtype).max
+        return np.rint(np.clip(x, 0.0, 1.0) * top).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def _to_rgb(seq: np.ndarray, channels: int) -> np.ndarray:
+    """(n, H, W[, C]) in the source dtype -> (n, H, W, 3) float32 in [0, 1] (alpha dropped)."""
+    x = _to_float01(seq)
+    if channels == 0:
+        return np.repeat(x[..., None], 3, axis=-1)
+    if channels in (1, 2):
+        return np.repeat(x[..., :1], 3, axis=-1)
+    return np.ascontiguousarray(x[..., :3])
+
+
+def _resize_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """(k, H, W) any dtype -> (k, H*s, W*s) float32 in [0, 1] scale, bilinear (half-pixel centres)."""
+    a = _to_float01(alpha)
+    h, w = a.shape[1:]
+    out = np.empty((a.shape[0], h * scale, w * scale), np.float32)
+    for i in range(a.shape[0]):
+        out[i] = cv2.resize(a[i], (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _from_rgb(
+    rgb: np.ndarray, alpha: np.ndarray | None, channels: int, dtype: np.dtype
+) -> np.ndarray:
+    """(k, Hs, Ws, 3) float32 (+ resized alpha) -> (k, Hs, Ws[, C]) in the source dtype."""
+    if channels == 0:
+        return _from_float01(rgb.mean(axis=-1), dtype)
+    if channels == 1:
+        return _from_float01(rgb.mean(axis=-1, keepdims=True), dtype)
+    if channels == 2:
+        return _from_float01(np.stack([rgb.mean(axis=-1), alpha], axis=-1), dtype)
+    if channels == 3:
+        return _from_float01(rgb, dtype)
+    return _from_float01(np.concatenate([rgb, alpha[..., None]], axis=-1), dtype)
+
+
+# --- spatial tiles ------------------------------------------------------------------------------
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)
+    return starts
+
+
+def _ramp(length: int, start: int, stop: int, size: int, overlap: int) -> np.ndarray:
+    """1-D blend weights (output scale) for a tile covering [start, stop) of an axis of ``size``."""
+    w = np.ones(length, np.float32)
+    if overlap <= 0:
+        return w
+    n = min(overlap, length // 2)
+    ramp = (np.arange(n, dtype=np.float32) + 0.5) / n
+    if start > 0:
+        w[:n] = np.minimum(w[:n], ramp)
+    if stop < size:
+        w[length - n :] = np.minimum(w[length - n :], ramp[::-1])
+    return w
+
+
+def _available_host_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _auto_chunk(enhancer: Enhancer, layout: _Layout, overlap: int) -> int:
+    """The enhancer's default chunk, shortened on CPU when a chunk would not fit in free RAM.
+
+    (On GPUs, tiles keep a chunk inside device memory instead; see :func:`_auto_tile`.)
+    """
+    chunk = int(enhancer.default_chunk)
+    device = getattr(enhancer, "device", None)
+    estimate = getattr(enhancer, "estimate_memory", None)
+    if estimate is None or device is None or getattr(device, "type", None) != "cpu":
+        return chunk
+    free = _available_host_memory()
+    if free is None:
+        return chunk
+    budget = free * MEMORY_HEADROOM
+    h, w = layout.height, layout.width
+    while chunk > 1 and estimate(chunk + 2 * overlap, h, w) > budget:
+        chunk = max(1, chunk * 2 // 3)
+    if chunk < enhancer.default_chunk:
+        log.warning(
+            "chunk shortened to %d frames so that %dx%d frames fit in %.1f GB of free memory",
+            chunk,
+            w,
+            h,
+            free / 1e9,
+        )
+    return chunk
+
+
+def _auto_tile(enhancer: Enhancer, n_frames: int, height: int, width: int) -> int:
+    """Largest square tile (input pixels) that the enhancer's memory estimate fits on the device."""
+    device = getattr(enhancer, "device", None)
+    estimate = getattr(enhancer, "estimate_memory", None)
+    if device is None or estimate is None:
+        return 0
+    from napari_vsr.device import free_memory_bytes
+
+    free = free_memory_bytes(device)
+    if free is None:
+        return 0
+    budget = free * MEMORY_HEADROOM
+    if estimate(n_frames, height, width) <= budget:
+        return 0
+    side = max(height, width)
+    while side > MIN_TILE and estimate(n_frames, min(side, height), min(side, width)) > budget:
+        side = int(side * 0.8)
+    side = max(MIN_TILE, side - side % 8)
+    log.info("automatic tile size %d px for %d frames of %dx%d", side, n_frames, height, width)
+    return side
+
+
+class _Runner:
+    """Runs one (n, H, W[, C]) sequence through the enhancer, tiled if asked; keeps the tile size."""
+
+    def __init__(self, enhancer: Enhancer, *, tile: int | None, tile_overlap: int, cancel, notify):
+        self.enhancer = enhancer
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.cancel = cancel
+        self.notify = notify
+
+    def __call__(self, seq: np.ndarray, keep: slice) -> np.ndarray:
+        """Enhance ``seq`` and return the outputs of the frames ``keep`` selects."""
+        n, h, w = seq.shape[:3]
+        if self.tile is None:
+            self.tile = _auto_tile(self.enhancer, n, h, w) if self.enhancer.tileable else 0
+        while True:
+            try:
+                return self._run(seq, keep, self.tile)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._free()
+                current = self.tile or max(h, w)
+                smaller = max(MIN_TILE, current // 2)
+                if not self.enhancer.tileable or smaller >= current:
+                    raise DeviceError(
+                        f"out of device memory on frames of {w}x{h}"
+                        + (f" even with tiles of {current} px" if self.enhancer.tileable else "")
+                        + "; use a smaller --chunk, --tile or another device"
+                    ) from exc
+                self.tile = smaller
+                message = f"out of device memory: retrying the chunk with {smaller} px tiles"
+                log.warning(message)
+                self.notify(message)
+
+    def _free(self) -> None:
+        device = getattr(self.enhancer, "device", None)
+        if device is not None:
+            release_memory(device)
+
+    def _call(self, seq: np.ndarray) -> np.ndarray:
+        out = self.enhancer.enhance(seq)
+        s = self.enhancer.scale
+        expect = (seq.shape[0], seq.shape[1] * s, seq.shape[2] * s) + seq.shape[3:]
+        if tuple(out.shape) != expect:
+            raise RuntimeError(
+                f"enhancer {self.enhancer.name!r} returned shape {tuple(out.shape)}, expected {expect}"
+            )
+        return out
+
+    def _run(self, seq: np.ndarray, keep: slice, tile: int) -> np.ndarray:
+        n, h, w = seq.shape[:3]
+        if not tile or (tile >= h and tile >= w):
+            return self._call(seq)[keep]
+        s = self.enhancer.scale
+        ov = min(self.tile_overlap, tile // 2)
+        core = np.arange(n)[keep]
+        acc = np.zeros((len(core), h * s, w * s) + seq.shape[3:], np.float32)
+        weight = np.zeros((h * s, w * s), np.float32)
+        for y0 in _tile_starts(h, tile, ov):
+            y1 = min(h, y0 + tile)
+            wy = _ramp((y1 - y0) * s, y0, y1, h, ov * s)
+            for x0 in _tile_starts(w, tile, ov):
+                if self.cancel is not None:
+                    self.cancel.raise_if_cancelled()
+                x1 = min(w, x0 + tile)
+                wx = _ramp((x1 - x0) * s, x0, x1, w, ov * s)
+                out = self._call(np.ascontiguousarray(seq[:, y0:y1, x0:x1]))[keep]
+                wgt = np.outer(wy, wx)
+                region = (slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
+                if out.ndim == 4:
+                    acc[region] += out.astype(np.float32) * wgt[None, :, :, None]
+                else:
+                    acc[region] += out.astype(np.float32) * wgt[None]
+                weight[region[1:]] += wgt
+        acc /= weight[None, :, :, None] if acc.ndim == 4 else weight[None]
+        if seq.dtype == np.float32:
+            return acc
+        if seq.dtype.kind in "ui":
+            info = np.iinfo(seq.dtype)
+            return np.clip(np.rint(acc), info.min, info.max).astype(seq.dtype)
+        return acc.astype(seq.dtype)
+
+
+class _ChunkReader:
+    """Reads [lo, hi) along the time axis as (n, ...) with time first, reusing the previous block."""
+
+    def __init__(self, frames, time_axis: int):
+        self.frames = frames
+        self.time_axis = time_axis
+        self._lo = self._hi = 0
+        self._block: np.ndarray | None = None
+
+    def _fetch(self, lo: int, hi: int) -> np.ndarray:
+        if self.time_axis == 0:
+            block = np.asarray(self.frames[lo:hi])
+        else:
+            index = [slice(None)] * np.ndim(self.frames)
+            index[self.time_axis] = slice(lo, hi)
+            block = np.moveaxis(np.asarray(self.frames[tuple(index)]), self.time_axis, 0)
+        if block.shape[0] != hi - lo:
+            raise RuntimeError(f"frames[{lo}:{hi}] returned {block.shape[0]} frames")
+        return block
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        block = self._block
+        if block is not None and self._lo <= lo < self._hi:
+            reused = block[lo - self._lo : hi - self._lo]
+            if hi > self._hi:
+                reused = np.concatenate([reused, self._fetch(self._hi, hi)], axis=0)
+            block = reused
+        else:
+            block = self._fetch(lo, hi)
+        self._block, self._lo, self._hi = block, lo, hi
+        return block
+
+
+def _resolve_range(frame_range, length: int) -> tuple[int, int]:
+    if frame_range is None:
+        return 0, length
+    start, stop = frame_range
+    start = 0 if start is None else int(start)
+    stop = length if stop is None else int(stop)
+    if not 0 <= start < stop <= length:
+        raise ParameterError(
+            f"frame range: expected 0 <= start < stop <= {length} (half-open), got {start}:{stop}"
+        )
+    return start, stop
+
+
+def enhance(
+    frames,
+    enhancer: Enhancer,
+    *,
+    chunk: int | None = None,
+    overlap: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    time_axis: int = 0,
+    rgb: bool | None = None,
+    frame_range: tuple[int | None, int | None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Enhance a frame array chunk by chunk, yielding frames in order.
+
+    Parameters
+    ----------
+    frames : array-like, (T, H, W), (T, H, W, C) or nD with a time axis
+        Anything numpy-like with ``shape``, ``dtype`` and slicing along the time axis (a lazy
+        video, a zarr or dask array, a numpy array).  Read one chunk at a time; never modified.
+        uint8, uint16 or float for network enhancers.
+    enhancer : Enhancer
+        The method.  Closed (device memory freed) when the generator ends for any reason.
+    chunk : int, optional
+        Output frames per chunk (L); default ``enhancer.default_chunk``.
+    overlap : int, optional
+        Context frames on each side of a chunk whose outputs are discarded (O); default
+        ``enhancer.default_overlap``; must be >= ``enhancer.context``.
+    tile : int, optional
+        Square tile side in input pixels; 0 for no tiling; None picks from free device memory.
+    tile_overlap : int, optional
+        Overlap between tiles in input pixels; default from the enhancer or 16.
+    time_axis : int
+        Which axis is time (must come before the spatial axes).
+    rgb : bool, optional
+        Whether the last axis holds channels; None guesses like napari (last axis of 3 or 4).
+    frame_range : (start, stop), optional
+        Half-open range of output frames; context may still come from outside it.
+    progress : callable, optional
+        Called with a :class:`Progress` at the start and after each chunk (and on an
+        out-of-memory retry).
+    cancel : CancelToken, optional
+        Checked between chunks, planes and tiles.
+
+    Yields
+    ------
+    index : int
+        Frame index along the time axis, ``start`` .. ``stop - 1`` in order.
+    frame : ndarray
+        The input frame's shape (time axis removed) with both spatial axes multiplied by
+        ``enhancer.scale``; channels and extra axes kept; the source dtype.
+
+    Raises
+    ------
+    Cancelled
+        ``cancel`` was set.
+    ParameterError
+        Bad chunk, overlap, tile, axis or range.
+    UnsupportedDtypeError
+        A network enhancer got something other than uint8, uint16 or float.
+    DeviceError
+        Out of device memory even at the smallest tile.
+    """
+    layout = _layout(np.shape(frames), time_axis, rgb)
+    dtype = np.dtype(frames.dtype)
+    overlap = enhancer.default_overlap if overlap is None else int(overlap)
+    chunk = _auto_chunk(enhancer, layout, max(overlap, 0)) if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ParameterError(f"chunk: expected at least 1 frame, got {chunk}")
+    if overlap < enhancer.context:
+        raise ParameterError(
+            f"overlap: {enhancer.name!r} needs at least {enhancer.context} context frames on each "
+            f"side, got {overlap}"
+        )
+    if tile is not None and tile != 0 and tile < 16:
+        raise ParameterError(f"tile: expected 0 (no tiling) or at least 16 pixels, got {tile}")
+    if tile and not enhancer.tileable:
+        raise ParameterError(
+            f"tile: the method {enhancer.name!r} cannot be tiled; leave tile unset"
+        )
+    if tile_overlap is None:
+        tile_overlap = int(getattr(enhancer, "default_tile_overlap", DEFAULT_TILE_OVERLAP))
+    if tile_overlap < 0:
+        raise ParameterError(f"tile overlap: expected >= 0 pixels, got {tile_overlap}")
+    rgb01 = enhancer.input_kind == "rgb01"
+    if rgb01:
+        _check_rgb01_dtype(dtype)
+        if layout.channels not in (0, 1, 2, 3, 4):
+            raise ParameterError(f"frames: expected 1 to 4 channels, got {layout.channels}")
+    start, stop = _resolve_range(frame_range, layout.length)
+    direct = (
+        rgb01
+        and layout.channels == 3
+        and dtype in (np.uint8, np.uint16)
+        and bool(getattr(enhancer, "accepts_integer_rgb", False))
+    )
+    plan = _Plan(layout, dtype, chunk, overlap, tile, tile_overlap, rgb01, direct, start, stop)
+    return _generate(frames, enhancer, plan, progress, cancel)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything :func:`enhance` validated, for the generator."""
+
+    layout: _Layout
+    dtype: np.dtype
+    chunk: int
+    overlap: int
+    tile: int | None
+    tile_overlap: int
+    rgb01: bool
+    direct: bool  # uint8/uint16 RGB handed to an enhancer that scales on its device
+    start: int
+    stop: int
+
+
+def _generate(
+    frames, enhancer: Enhancer, plan: _Plan, progress, cancel
+) -> Iterator[tuple[int, np.ndarray]]:
+    layout, dtype, chunk, overlap = plan.layout, plan.dtype, plan.chunk, plan.overlap
+    start, stop = plan.start, plan.stop
+    total = stop - start
+    t0 = time.perf_counter()
+    done = 0
+
+    def report(message: str = "") -> None:
+        if progress is None:
+            return
+        elapsed = time.perf_counter() - t0
+        fps = done / elapsed if done and elapsed > 0 else 0.0
+        eta = (total - done) / fps if fps > 0 else None
+        progress(Progress(done, total, elapsed, fps, eta, message))
+
+    runner = _Runner(
+        enhancer, tile=plan.tile, tile_overlap=plan.tile_overlap, cancel=cancel, notify=report
+    )
+    reader = _ChunkReader(frames, layout.time_axis)
+    scale = enhancer.scale
+    out_frame = _frame_shape(layout, scale)
+    log.info(
+        "enhancing frames %d:%d of %d with %s (chunk %d, overlap %d)",
+        start,
+        stop,
+        layout.length,
+        enhancer.name,
+        chunk,
+        overlap,
+    )
+    try:
+        report()
+        for s in range(start, stop, chunk):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            e = min(s + chunk, stop)
+            lo, hi = max(0, s - overlap), min(layout.length, e + overlap)
+            block = reader.read(lo, hi)  # (n, *planes, H, W[, C])
+            keep = slice(s - lo, e - lo)
+            out = np.empty((e - s,) + out_frame, dtype)
+            for plane in np.ndindex(*layout.planes):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                index = (slice(None),) + plane
+                seq = block[index]
+                if plan.direct:
+                    out[index] = runner(np.ascontiguousarray(seq), keep)
+                elif plan.rgb01:
+                    rgb = runner(_to_rgb(seq, layout.channels), keep)
+                    alpha = None
+                    if layout.channels in (2, 4):
+                        alpha = _resize_alpha(seq[keep][..., -1], scale)
+                    out[index] = _from_rgb(rgb, alpha, layout.channels, dtype)
+                else:
+                    out[index] = runner(np.ascontiguousarray(seq), keep)
+            for i in range(e - s):
+                yield s + i, out[i]
+            done += e - s
+            report()
+    finally:
+        try:
+            enhancer.close()
+        finally:
+            device = getattr(enhancer, "device", None)
+            if device is not None:
+                release_memory(device)
+    log.info("enhanced %d frames in %.1f s", total, time.perf_counter() - t0)
+
+
+def format_progress(progress: Progress) -> str:
+    """Human form of a progress record: ``"12/40 frames, 3.20 fps, ETA 0:00:09"``."""
+    eta = "?" if progress.eta_s is None else _clock(progress.eta_s)
+    return f"{progress.done}/{progress.total} frames, {progress.fps:.2f} fps, ETA {eta}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(math.ceil(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,254 @@
+"""On-disk zarr stores for results: a streaming writer and a pre-sized result array.
+
+* :class:`ZarrWriter` follows the project's Writer protocol (``write(frame)``, ``close()``,
+  ``abort()``, context manager).  Frames are appended to ``<name>.zarr.tmp-XXXX`` beside the
+  target, one frame per chunk, and the folder is renamed to the target only on :meth:`close`, so
+  an interrupted run never leaves a partial store under the target name.
+* :func:`create_result_store` makes an array of a known full shape that is filled in as frames
+  finish (the widgets back a napari layer with it); :func:`open_result_store` reopens one.
+
+Works with zarr 3 and zarr 2 (>= 2.16), through ``zarr.open_array`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from napari_vsr.errors import (
+    OutputExistsError,
+    SourceNotFoundError,
+    UnreadableMediaError,
+    WriteError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    """Make metadata JSON-safe for zarr attributes (Fractions as "num/den", numpy scalars as
+    Python numbers, paths and other objects as strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 4096 else f"<array {value.shape} {value.dtype}>"
+    if isinstance(value, str | int | float | bool) or value is None:
+        if isinstance(value, float) and not np.isfinite(value):
+            return str(value)
+        return value
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+class ZarrWriter:
+    """Append frames to a new zarr array, committed atomically on :meth:`close`.
+
+    Parameters
+    ----------
+    path : path-like
+        Target store (a folder, conventionally ``*.zarr``).
+    overwrite : bool
+        Replace an existing target on :meth:`close`; otherwise an existing target raises
+        :class:`~napari_vsr.errors.OutputExistsError` at once.
+    metadata : mapping, optional
+        Stored in the array's attributes (made JSON-safe).
+
+    Notes
+    -----
+    The array is created on the first frame with shape (0, *frame.shape), the frame's dtype and
+    one frame per chunk, and grows along axis 0.  Every frame must have the first frame's shape
+    and dtype.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, overwrite: bool = False, metadata: Mapping | None = None
+    ):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.metadata = dict(metadata or {})
+        if self.path.exists() and not overwrite:
+            raise OutputExistsError(
+                "already exists; pass overwrite=True (--overwrite) to replace it", path=self.path
+            )
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise WriteError(f"the folder {parent} does not exist", path=self.path)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.path.name}.tmp-", dir=parent))
+        self._array = None
+        self._count = 0
+        self._closed = False
+
+    @property
+    def frames_written(self) -> int:
+        return self._count
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame (any shape and dtype, fixed by the first frame)."""
+        if self._closed:
+            raise WriteError("write() after close() or abort()", path=self.path)
+        frame = np.asarray(frame)
+        if self._array is None:
+            _rmtree_quiet(self._tmp)
+            self._array = zarr.open_array(
+                store=str(self._tmp),
+                mode="w",
+                shape=(0,) + frame.shape,
+                chunks=(1,) + frame.shape,
+                dtype=frame.dtype,
+            )
+            self._array.attrs.update(_jsonable(self.metadata))
+        elif frame.shape != self._array.shape[1:] or frame.dtype != self._array.dtype:
+            self.abort()
+            raise WriteError(
+                f"frame {self._count} has shape {frame.shape} {frame.dtype}, expected "
+                f"{self._array.shape[1:]} {self._array.dtype} like the first frame",
+                path=self.path,
+            )
+        self._array.resize((self._count + 1,) + frame.shape)
+        self._array[self._count] = frame
+        self._count += 1
+
+    def close(self) -> None:
+        """Finish the store and move it to the target name."""
+        if self._closed:
+            return
+        if self._array is None:
+            self.abort()
+            raise WriteError("no frames were written; nothing to save", path=self.path)
+        self._closed = True
+        try:
+            if self.path.exists() or self.path.is_symlink():
+                if not self.overwrite:
+                    raise OutputExistsError("appeared while writing; not replaced", path=self.path)
+                _remove(self.path)
+            os.replace(self._tmp, self.path)
+        except OutputExistsError:
+            _rmtree_quiet(self._tmp)
+            raise
+        except OSError as exc:
+            _rmtree_quiet(self._tmp)
+            raise WriteError(
+                f"could not move the finished store into place: {exc}", path=self.path
+            ) from exc
+        log.info("wrote %d frames to %s", self._count, self.path)
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target is left untouched."""
+        self._closed = True
+        _rmtree_quiet(self._tmp)
+
+    def __enter__(self) -> ZarrWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _rmtree_quiet(path: Path) -> None:
+    try:
+        _remove(path)
+    except OSError as exc:  # pragma: no cover - best effort cleanup
+        log.warning("could not remove %s: %s", path, exc)
+
+
+def create_result_store(
+    path: str | os.PathLike,
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    chunks: Sequence[int] | None = None,
+    attrs: Mapping | None = None,
+    overwrite: bool = False,
+):
+    """Create an on-disk zarr array of a known full shape, to be filled in as frames finish.
+
+    Parameters
+    ----------
+    path : path-like
+        Store folder (conventionally ``*.zarr``).
+    shape : sequence of int
+        Full shape, time first, e.g. (T, 4H, 4W, 3).
+    dtype : numpy dtype-like
+    chunks : sequence of int, optional
+        Default one frame per chunk: (1, *shape[1:]).
+    attrs : mapping, optional
+        Stored as attributes (made JSON-safe).
+    overwrite : bool
+        Replace an existing store; otherwise an existing path raises OutputExistsError.
+
+    Returns
+    -------
+    zarr.Array
+        Zero-filled (unwritten chunks read as 0), writable.
+    """
+    path = Path(path)
+    shape = tuple(int(s) for s in shape)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise OutputExistsError("already exists; pass overwrite=True to replace it", path=path)
+        _remove(path)
+    chunks = tuple(int(c) for c in chunks) if chunks is not None else (1,) + shape[1:]
+    try:
+        array = zarr.open_array(
+            store=str(path),
+            mode="w",
+            shape=shape,
+            chunks=chunks,
+            dtype=np.dtype(dtype),
+            fill_value=0,
+        )
+    except OSError as exc:
+        raise WriteError(f"could not create a zarr store: {exc}", path=path) from exc
+    if attrs:
+        array.attrs.update(_jsonable(dict(attrs)))
+    return array
+
+
+def open_result_store(path: str | os.PathLike, *, mode: str = "r+"):
+    """Open an existing zarr array made by :func:`create_result_store` or :class:`ZarrWriter`.
+
+    Parameters
+    ----------
+    path : path-like
+    mode : {"r+", "r"}
+
+    Returns
+    -------
+    zarr.Array
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SourceNotFoundError("no zarr store here", path=path)
+    try:
+        return zarr.open_array(store=str(path), mode=mode)
+    except Exception as exc:  # zarr raises various types for a folder that is not an array
+        raise UnreadableMediaError(f"not a zarr array: {exc}", path=path) from exc

@@ -1,0 +1,322 @@
+"""``napari-vsr enhance``, ``split`` and ``merge`` on real generated media."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_vsr.cli import main
+from napari_vsr.io import open_frames
+
+_spec = importlib.util.spec_from_file_location("engine_clips", Path(__file__).with_name("clips.py"))
+clips = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(clips)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _no_leftovers(folder: Path, keep: set[str]) -> None:
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in keep)
+    assert extra == [], f"unexpected files left: {extra}"
+
+
+@pytest.mark.parametrize("fps", ["25/2", "25", "30000/1001"])
+def test_fps_and_timestamps_kept(tmp_path, fps):
+    src = clips.make_video(tmp_path / "in.mp4", 6, fps=fps)
+    out = tmp_path / "out.mp4"
+    rc = main(
+        ["enhance", str(src), "-o", str(out), "--method", "classic", "--preset", "bicubic-x4", "-q"]
+    )
+    assert rc == 0
+    with open_frames(out) as res, open_frames(src) as inp:
+        assert res.shape == (6, 128, 192, 3)
+        assert Fraction(res.metadata["fps_fraction"]) == Fraction(fps)
+        np.testing.assert_allclose(res.frame_times(), inp.frame_times(), atol=1e-3)
+
+
+def test_audio_copied_with_same_duration(tmp_path):
+    src = clips.make_video(tmp_path / "in.mp4", 25, fps=25, audio_s=1.0)
+    out = tmp_path / "out.mkv"
+    assert main(["enhance", str(src), "-o", str(out), "--method", "classic", "-q"]) == 0
+    with open_frames(out) as res:
+        assert res.metadata["has_audio"] and len(res) == 25
+    assert clips.audio_duration(out) == pytest.approx(clips.audio_duration(src), abs=1e-3)
+    out2 = tmp_path / "silent.mp4"
+    assert (
+        main(["enhance", str(src), "-o", str(out2), "--method", "classic", "--no-audio", "-q"]) == 0
+    )
+    assert clips.audio_duration(out2) is None
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
+    src = clips.make_video(tmp_path / "in.mp4", 3)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    rc = main(["enhance", str(src), "-o", str(out), "--method", "classic", "-q"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"keep me"
+    assert (
+        main(["enhance", str(src), "-o", str(out), "--method", "classic", "-q", "--overwrite"]) == 0
+    )
+    with open_frames(out) as res:
+        assert len(res) == 3
+    _no_leftovers(tmp_path, {"in.mp4", "out.mp4"})
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    src = clips.make_video(tmp_path / "in.mp4", 3)
+    assert main(["enhance", str(src), "-o", str(tmp_path / "o.mp4"), "--frames", "x:y"]) == 2
+    assert main(["enhance", str(src), "-o", str(tmp_path / "o.bad"), "--method", "classic"]) == 2
+    assert (
+        main(
+            [
+                "enhance",
+                str(src),
+                "-o",
+                str(tmp_path / "o.tif"),
+                "--method",
+                "classic",
+                "--crf",
+                "20",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "enhance",
+                str(src),
+                "-o",
+                str(tmp_path / "o.tif"),
+                "--method",
+                "classic",
+                "--weights",
+                "w.pth",
+            ]
+        )
+        == 2
+    )
+    assert main(["enhance", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4")]) == 1
+    _no_leftovers(tmp_path, {"in.mp4"})
+
+
+def test_uint16_gray_tiff_stack_keeps_dtype_and_ndim(tmp_path, golden_dir):
+    rng = np.random.default_rng(3)
+    stack = (rng.random((5, 12, 16)) * 40000 + 5000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", stack, photometric="minisblack")
+    out = tmp_path / "out.tif"
+    weights = golden_dir / "realbasicvsr_random_mmedit_layout.pth"
+    rc = main(
+        [
+            "enhance",
+            str(tmp_path / "in.tif"),
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
+    assert rc == 0
+    res = tifffile.imread(out)
+    assert res.dtype == np.uint16 and res.shape == (5, 48, 64)
+
+
+def test_frame_range_and_zarr_output(tmp_path):
+    src = clips.make_video(tmp_path / "in.mp4", 10)
+    out = tmp_path / "out.zarr"
+    assert (
+        main(
+            [
+                "enhance",
+                str(src),
+                "-o",
+                str(out),
+                "--method",
+                "classic",
+                "--preset",
+                "bicubic-x4",
+                "--frames",
+                "2:7",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    from napari_vsr.io.zarr_store import open_result_store
+
+    arr = open_result_store(out, mode="r")
+    assert arr.shape == (5, 128, 192, 3) and arr.dtype == np.uint8
+    assert arr.attrs["frames"] == [2, 7] and arr.attrs["fps"] == 25
+
+
+def test_classic_recipe_file(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "name: mine\nsteps:\n- op: gaussian_blur\n  ksize: 3\n  sigma: 0.0\n"
+        "- op: resize\n  factor: 2.0\n  interpolation: bilinear\n"
+    )
+    frames = np.random.default_rng(0).integers(0, 255, (3, 10, 14, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", frames, photometric="rgb")
+    out = tmp_path / "out.tif"
+    assert (
+        main(
+            [
+                "enhance",
+                str(tmp_path / "in.tif"),
+                "-o",
+                str(out),
+                "--method",
+                "classic",
+                "--recipe",
+                str(recipe),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    res = tifffile.imread(out)
+    assert res.shape == (3, 20, 28, 3) and res.dtype == np.uint8
+    from napari_vsr.classic import Pipeline
+
+    expect = np.stack([Pipeline.from_file(recipe).apply(f) for f in frames])
+    np.testing.assert_array_equal(res, expect)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n- op: no_such_operator\n")
+    assert (
+        main(
+            [
+                "enhance",
+                str(tmp_path / "in.tif"),
+                "-o",
+                str(tmp_path / "x.tif"),
+                "--method",
+                "classic",
+                "--recipe",
+                str(bad),
+                "-q",
+            ]
+        )
+        == 2
+    )
+
+
+def test_split_and_merge_round_trip(tmp_path):
+    src = clips.make_video(tmp_path / "in.mp4", 7, fps="30000/1001")
+    assert main(["split", str(src), str(tmp_path / "frames"), "-q"]) == 0
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(pngs) == 7
+    assert (
+        main(
+            [
+                "merge",
+                str(tmp_path / "frames"),
+                str(tmp_path / "back.mkv"),
+                "--fps",
+                "30000/1001",
+                "--lossless",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    with open_frames(tmp_path / "back.mkv") as back, open_frames(tmp_path / "frames") as frames:
+        assert len(back) == 7 and Fraction(back.metadata["fps_fraction"]) == Fraction(30000, 1001)
+        np.testing.assert_array_equal(back[:], frames[:])
+    assert (
+        main(["merge", str(tmp_path / "frames"), str(tmp_path / "back.mkv"), "--fps", "25", "-q"])
+        == 1
+    )
+    assert (
+        main(["merge", str(tmp_path / "frames"), str(tmp_path / "x.mp4"), "--fps", "0", "-q"]) == 2
+    )
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "napari_vsr.cli", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def test_sigint_leaves_no_partial_file(tmp_path):
+    src = clips.make_video(tmp_path / "in.mp4", 1500, height=48, width=64)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "result.mp4"
+    proc = _cli("enhance", str(src), "-o", str(out), "--method", "classic", "--chunk", "4")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(out_dir.iterdir()):  # the writer's temporary file exists: frames are going in
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        assert any(out_dir.iterdir()), "no temporary output appeared within the deadline"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "1500/1500" not in err
+    _no_leftovers(out_dir, set())
+
+
+_PEAK_RSS = (
+    "import resource, sys\n"
+    "from napari_vsr.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def _peak_rss_mb(*args: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_length(tmp_path):
+    n, h, w = 2000, 48, 64
+    src = clips.make_video(tmp_path / "long.mp4", n, height=h, width=w)
+    common = ["--method", "classic", "--preset", "bicubic-x4", "-q"]
+    short = _peak_rss_mb(
+        "enhance", str(src), "-o", str(tmp_path / "short.mp4"), "--frames", "0:20", *common
+    )
+    full = _peak_rss_mb("enhance", str(src), "-o", str(tmp_path / "full.mp4"), *common)
+    with open_frames(tmp_path / "full.mp4") as res:
+        assert len(res) == n
+    whole_output_mb = n * 4 * h * 4 * w * 3 / 2**20  # what keeping every output would cost
+    assert whole_output_mb > 250
+    assert full - short < 120, f"peak RSS {full} MB for {n} frames vs {short} MB for 20"
