@@ -6,8 +6,10 @@ frames upscaled), chunk by chunk as the engine does, in four configurations:
 
 * ``1 thread``   workers=1, ``cv2.setNumThreads(1)``: the single-thread baseline
 * ``cv internal``  workers=1, OpenCV's default threads: a plain loop calling OpenCV
-* ``runner``     workers=os.cpu_count(), OpenCV's default threads: what the library does
-* ``runner cv1`` workers=os.cpu_count(), ``cv2.setNumThreads(1)``
+* ``runner``     workers = usable CPUs, OpenCV's default threads: what the library does (it
+  switches OpenCV's pool off itself while frames run in parallel)
+* ``runner keep`` the same, but every chunk's result is kept until the row ends, so the
+  enhancer cannot reuse its output buffer: a fresh, page-faulting array per chunk
 
 ``speedup`` = runner / 1 thread.  Outputs of every configuration are checked to be identical.
 
@@ -31,6 +33,7 @@ import cv2
 import numpy as np
 
 from napari_vsr.classic import ClassicEnhancer, Pipeline, get_preset
+from napari_vsr.classic.pipeline import usable_cpus
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -61,11 +64,11 @@ ROWS: list[tuple[str, list[tuple[str, dict]], type]] = [
 QUICK_ROWS = {"gaussian_blur 5", "median_filter 5", "temporal_median 1", "seed (preset)"}
 SLOW = {"nl_means": 8, "seed (preset)": 2, "clahe (uint16)": 2, "bilateral_filter": 2}
 
-CONFIGS = [  # (name, workers, OpenCV threads or None for the default)
-    ("1 thread", 1, 1),
-    ("cv internal", 1, None),
-    ("runner", None, None),
-    ("runner cv1", None, 1),
+CONFIGS = [  # (name, workers, OpenCV threads or None for the default, keep results)
+    ("1 thread", 1, 1, False),
+    ("cv internal", 1, None, False),
+    ("runner", None, None, False),
+    ("runner keep", None, None, True),
 ]
 
 
@@ -85,10 +88,19 @@ def load_frames(n: int, size: tuple[int, int], dtype) -> np.ndarray:
 
 
 def run(
-    pipeline: Pipeline, frames: np.ndarray, workers: int, cv_threads: int | None, repeats: int
+    pipeline: Pipeline,
+    frames: np.ndarray,
+    workers: int,
+    cv_threads: int | None,
+    repeats: int,
+    keep: bool = False,
 ) -> tuple[float, np.ndarray]:
     """Best-of-``repeats`` frames per second, chunked like the engine (no overlap needed for
-    per-frame rows; temporal rows are timed on whole chunks, which is the same work)."""
+    per-frame rows; temporal rows are timed on whole chunks, which is the same work).
+
+    Like the engine, each chunk's result is let go before the next chunk (the engine copies
+    it into its own output at once), so the enhancer may reuse its output buffer; only the
+    first frame is kept for the equality check (``keep=True`` keeps every result instead)."""
     default = cv2.getNumThreads()
     if cv_threads is not None:
         cv2.setNumThreads(cv_threads)
@@ -97,14 +109,22 @@ def run(
         chunk = enh.default_chunk
         best = float("inf")
         for attempt in range(repeats + 1):  # pass 0 warms up pool, allocator and caches
+            first = None
+            kept = []
             start = time.perf_counter()
-            outs = [enh.enhance(frames[s : s + chunk]) for s in range(0, len(frames), chunk)]
+            for s in range(0, len(frames), chunk):
+                result = enh.enhance(frames[s : s + chunk])
+                if first is None:
+                    first = result[:1].copy()
+                if keep:
+                    kept.append(result)
+                del result
             if attempt:
                 best = min(best, time.perf_counter() - start)
         enh.close()
     finally:
         cv2.setNumThreads(default)
-    return len(frames) / best, outs[0][:1]
+    return len(frames) / best, first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=32, help="frames per row at 640x360")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rows", nargs="*", help="only these row names")
+    parser.add_argument(
+        "--json", type=Path, default=HERE / "results" / "classic.json", help="where to write"
+    )
     args = parser.parse_args(argv)
 
     frames_small = 4 if args.quick else args.frames
@@ -124,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         ("640x360", (640, 360), frames_small),
         ("1920x1080", (1920, 1080), max(2, frames_small // 4)),
     ]
-    workers = os.cpu_count() or 1
+    workers = usable_cpus()
 
     results = []
     header = (
@@ -142,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             frames = load_frames(n, size, dtype)
             fps = {}
             first = None
-            for cname, w, cv in CONFIGS:
-                fps[cname], out = run(pipeline, frames, w or workers, cv, repeats)
+            for cname, w, cv, keep in CONFIGS:
+                fps[cname], out = run(pipeline, frames, w or workers, cv, repeats, keep)
                 if first is None:
                     first = out
                 elif not np.array_equal(out, first):
@@ -165,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
 
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "classic",
         "quick": args.quick,
@@ -178,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         },
         "configs": [
-            {"name": c[0], "workers": c[1] or workers, "opencv_threads": c[2]} for c in CONFIGS
+            {"name": c[0], "workers": c[1] or workers, "opencv_threads": c[2], "keep": c[3]}
+            for c in CONFIGS
         ],
         "results": results,
     }
-    (out_dir / "classic.json").write_text(json.dumps(payload, indent=2))
-    print(f"wrote {out_dir / 'classic.json'}")
+    args.json.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {args.json}")
     return 0
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from napari_vsr.classic.pipeline import Pipeline
+from napari_vsr.classic.dtypes import SUPPORTED_DTYPES
+from napari_vsr.classic.parallel import BufferRecycler
+from napari_vsr.classic.pipeline import Pipeline, usable_cpus
 from napari_vsr.enhancer import Enhancer
 from napari_vsr.errors import ParameterError
 
@@ -19,9 +20,14 @@ log = logging.getLogger(__name__)
 class ClassicEnhancer(Enhancer):
     """Runs a :class:`Pipeline` over chunks of frames, frames in parallel threads.
 
-    OpenCV and NumPy release the GIL, so one thread per core processes one frame each.
-    OpenCV's own thread pool is left as configured: when the worker threads keep every core
-    busy its parallel loops find no idle threads and run inline (see
+    OpenCV and NumPy release the GIL, so one thread per core processes one frame at a time.
+    The output array of a chunk is reused for the next chunk once the caller has dropped it
+    (the engine copies each chunk out at once), see
+    :class:`~napari_vsr.classic.parallel.BufferRecycler`; a caller that keeps its results
+    gets fresh arrays every time.
+    While several frames run in parallel OpenCV's own thread pool is switched off (scoped and
+    restored, see :func:`~napari_vsr.classic.parallel.opencv_serial`); a chunk of a single
+    frame, or ``workers=1``, leaves it on so that OpenCV parallelises inside the frame (see
     ``benchmarks/notes_classic.md``).
 
     Parameters
@@ -29,7 +35,8 @@ class ClassicEnhancer(Enhancer):
     pipeline : Pipeline
         The steps; its overall scale must be a whole number (e.g. 1 or 4).
     workers : int, optional
-        Threads; default ``os.cpu_count()``.  ``1`` runs in the calling thread.
+        Threads; default: the CPUs this process may use (its affinity mask).  ``1`` runs
+        in the calling thread.
 
     Raises
     ------
@@ -52,7 +59,7 @@ class ClassicEnhancer(Enhancer):
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise ParameterError(f"workers = {workers!r} is invalid; expected an integer >= 1")
         self.pipeline = pipeline
-        self.workers = int(workers) if workers is not None else (os.cpu_count() or 1)
+        self.workers = int(workers) if workers is not None else usable_cpus()
         self.name = f"classic:{pipeline.name}"
         self.scale = int(scale)
         self.context = pipeline.context
@@ -60,6 +67,7 @@ class ClassicEnhancer(Enhancer):
         # bounded memory: 16 frames at scale 1, fewer when each output frame is scale**2 larger
         self.default_chunk = max(2 * self.workers, 4 * self.context, 16 // self.scale**2)
         self._pool: ThreadPoolExecutor | None = None
+        self._buffers = BufferRecycler()
 
     def _executor(self) -> ThreadPoolExecutor | None:
         if self.workers == 1:
@@ -81,15 +89,20 @@ class ClassicEnhancer(Enhancer):
         ndarray, (T, H * scale, W * scale[, C]), same dtype
         """
         frames = np.asarray(frames)
-        out = self.pipeline.apply_stack(frames, executor=self._executor())
         expected = (frames.shape[1] * self.scale, frames.shape[2] * self.scale)
-        if out.shape[1:3] != expected:
+        if frames.ndim not in (3, 4) or frames.dtype not in SUPPORTED_DTYPES:
+            return self.pipeline.apply_stack(frames)  # raises the pipeline's own error
+        got = self.pipeline.output_size(*frames.shape[1:3])
+        if got != expected:
             raise ParameterError(
                 f"recipe {self.pipeline.name!r}: frames of {frames.shape[1:3]} came out as "
-                f"{out.shape[1:3]}, not {expected}; its resize steps do not divide this frame "
+                f"{got}, not {expected}; its resize steps do not divide this frame "
                 f"size evenly"
             )
-        return out
+        out = self._buffers.get((frames.shape[0], *expected, *frames.shape[3:]), frames.dtype)
+        return self.pipeline.apply_stack(
+            frames, executor=self._executor(), workers=self.workers, out=out
+        )
 
     def describe(self) -> dict[str, Any]:
         """Method, scale, context and the full recipe (JSON-serialisable)."""
@@ -101,7 +114,9 @@ class ClassicEnhancer(Enhancer):
         }
 
     def close(self) -> None:
-        """Shut the thread pool down (it is recreated if ``enhance`` is called again)."""
+        """Shut the thread pool down and drop the kept output buffer (both are recreated if
+        ``enhance`` is called again)."""
+        self._buffers.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +34,7 @@ import yaml
 
 from napari_vsr.classic import operators as _operators  # noqa: F401 - registers them all
 from napari_vsr.classic.dtypes import check_dtype, restore_layout, to_channels_last
+from napari_vsr.classic.parallel import for_each, opencv_serial
 from napari_vsr.classic.registry import Operator, get_operator
 from napari_vsr.classic.resize import output_size as resize_output_size
 from napari_vsr.errors import ParameterError, SourceNotFoundError
@@ -158,12 +160,15 @@ class Pipeline:
         *,
         channel_axis: int | None = None,
         executor: Executor | None = None,
+        workers: int | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Run every step on a stack of frames, optionally in parallel threads.
 
-        Consecutive per-frame steps are fused and run frame by frame (one task per frame);
-        temporal steps run on the whole stack, split into horizontal bands (one task per
-        band), which is exact because they work pixel by pixel.
+        Consecutive per-frame steps are fused and run frame by frame (each of ``workers``
+        tasks takes the next frame until none is left); temporal steps run on the whole stack,
+        split into horizontal bands (one task per band), which is exact because they work
+        pixel by pixel.
 
         Parameters
         ----------
@@ -173,33 +178,73 @@ class Pipeline:
             Axis of the channels in ``stack`` if not last.
         executor : concurrent.futures.Executor, optional
             Where to run tasks; ``None`` runs them in the calling thread.
+        workers : int, optional
+            Parallel tasks to submit to ``executor`` (its thread count); default: the CPUs
+            this process may use.
+        out : ndarray, optional
+            Where to write the result: the shape, dtype and layout of the return value.  Saves
+            allocating (and page-faulting) a fresh output array for every stack.
 
         Returns
         -------
         ndarray, (T, H', W'[, C]), same dtype
+            ``out`` when given.
+
+        Raises
+        ------
+        ParameterError
+            ``out`` has the wrong shape or dtype.
         """
         stack = np.asarray(stack)
         where = f"pipeline {self.name!r}"
         check_dtype(stack, where)
         arr, moved = to_channels_last(stack, where, channel_axis, temporal=True)
+        target = None
+        if out is not None:
+            target = _check_out(out, self._result_shape(arr.shape), arr.dtype, moved, where)
+        tasks = 1 if executor is None else (workers or usable_cpus())
         run = map if executor is None else executor.map
-        bands = _bands(arr.shape[1], 1 if executor is None else os.cpu_count() or 2)
-        for group in self._groups():
+        groups = self._groups()
+        for i, group in enumerate(groups):
             spec = group[0].operator
+            final = target if i == len(groups) - 1 else None
             if spec.temporal:
                 step = group[0]
-                parts = list(run(lambda b, s=step, a=arr: s.operator.run(a[:, b], s.params), bands))
-                arr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+                bands = _bands(arr.shape[1], tasks)  # the height here, after any resize
+                with opencv_serial() if len(bands) > 1 else nullcontext():
+                    parts = list(
+                        run(lambda b, s=step, a=arr: s.operator.run(a[:, b], s.params), bands)
+                    )
+                if len(parts) == 1:
+                    arr = parts[0]
+                else:  # straight into the caller's ``out`` when this is the last step
+                    arr = np.concatenate(parts, axis=1, out=final)
             else:
-                arr = self._run_frames(arr, group, run)
+                arr = self._run_frames(arr, group, executor, tasks, final)
+        if target is not None:
+            if arr is not target:
+                target[...] = arr
+            return out
         if not self._steps:
             arr = arr.copy()
         return restore_layout(arr, moved)
 
-    def _run_frames(self, arr: np.ndarray, group: tuple[Step, ...], run) -> np.ndarray:
-        """Per-frame steps over a channels-last stack; each task writes its frame in place."""
+    def _result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Channels-last output shape for a channels-last input stack of ``shape``."""
+        return (shape[0], *_output_size(self._steps, *shape[1:3]), *shape[3:])
+
+    def _run_frames(
+        self,
+        arr: np.ndarray,
+        group: tuple[Step, ...],
+        executor: Executor | None,
+        tasks: int,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per-frame steps over a channels-last stack; each task writes its frames in place."""
         height, width = _output_size(group, *arr.shape[1:3])
-        out = np.empty((arr.shape[0], height, width) + arr.shape[3:], dtype=arr.dtype)
+        if out is None:
+            out = np.empty((arr.shape[0], height, width) + arr.shape[3:], dtype=arr.dtype)
 
         *head, last = group
 
@@ -207,8 +252,7 @@ class Pipeline:
             frame = self._run_frame(arr[t], head) if head else arr[t]
             last.operator.run_into(frame, out[t], last.params)
 
-        for _ in run(one, range(arr.shape[0])):
-            pass
+        for_each(one, arr.shape[0], executor, tasks)
         return out
 
     def _groups(self) -> list[tuple[Step, ...]]:
@@ -352,6 +396,29 @@ def _output_size(steps: Iterable[Step], height: int, width: int) -> tuple[int, i
             else:
                 height, width = step.params["size"]
     return height, width
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under ``taskset`` or a container
+    CPU set), not every CPU of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_out(
+    out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, moved: int | None, where: str
+) -> np.ndarray:
+    """The channels-last view of a caller's ``out`` after checking it fits."""
+    target = out if moved is None else np.moveaxis(out, moved, -1)
+    if not isinstance(out, np.ndarray) or target.shape != shape or out.dtype != dtype:
+        got = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        want = list(shape)
+        if moved is not None:
+            want.insert(moved, want.pop())
+        raise ParameterError(f"{where}: out must be a {tuple(want)} {dtype} array, got {got}")
+    return target
 
 
 def _bands(height: int, parts: int) -> list[slice]:
