@@ -579,10 +579,29 @@ class _Plan:
     stop: int
 
 
+def _assemble(runner, block, keep, layout: _Layout, plan: _Plan, out_frame, scale: int):
+    """Enhance every extra plane (e.g. Z) of a block and convert to the source layout."""
+    out = np.empty((keep.stop - keep.start,) + out_frame, plan.dtype)
+    for plane in np.ndindex(*layout.planes):
+        if runner.cancel is not None:
+            runner.cancel.raise_if_cancelled()
+        index = (slice(None),) + plane
+        seq = block[index]
+        if plan.rgb01 and not plan.direct:
+            rgb = runner(_to_rgb(seq, layout.channels), keep)
+            alpha = None
+            if layout.channels in (2, 4):
+                alpha = _resize_alpha(seq[keep][..., -1], scale)
+            out[index] = _from_rgb(rgb, alpha, layout.channels, plan.dtype)
+        else:
+            out[index] = runner(np.ascontiguousarray(seq), keep)
+    return out
+
+
 def _generate(
     frames, enhancer: Enhancer, plan: _Plan, progress, cancel
 ) -> Iterator[tuple[int, np.ndarray]]:
-    layout, dtype, chunk, overlap = plan.layout, plan.dtype, plan.chunk, plan.overlap
+    layout, chunk, overlap = plan.layout, plan.chunk, plan.overlap
     start, stop = plan.start, plan.stop
     total = stop - start
     t0 = time.perf_counter()
@@ -620,22 +639,13 @@ def _generate(
             lo, hi = max(0, s - overlap), min(layout.length, e + overlap)
             block = reader.read(lo, hi)  # (n, *planes, H, W[, C])
             keep = slice(s - lo, e - lo)
-            out = np.empty((e - s,) + out_frame, dtype)
-            for plane in np.ndindex(*layout.planes):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                index = (slice(None),) + plane
-                seq = block[index]
-                if plan.direct:
-                    out[index] = runner(np.ascontiguousarray(seq), keep)
-                elif plan.rgb01:
-                    rgb = runner(_to_rgb(seq, layout.channels), keep)
-                    alpha = None
-                    if layout.channels in (2, 4):
-                        alpha = _resize_alpha(seq[keep][..., -1], scale)
-                    out[index] = _from_rgb(rgb, alpha, layout.channels, dtype)
-                else:
-                    out[index] = runner(np.ascontiguousarray(seq), keep)
+            if not layout.planes and (plan.direct or not plan.rgb01):
+                # the enhancer's output is already the final frames (T, H, W[, C]): yield views
+                # of it instead of copying into a fresh array (a fresh x4 chunk per iteration
+                # costs page faults that dominate fast classic pipelines)
+                out = runner(np.ascontiguousarray(block), keep).astype(plan.dtype, copy=False)
+            else:
+                out = _assemble(runner, block, keep, layout, plan, out_frame, scale)
             for i in range(e - s):
                 yield s + i, out[i]
             done += e - s
