@@ -20,13 +20,27 @@ Rows per clip:
                     128 MiB cache, which only helps when an index repeats)
 * ``no skip``       the same random reads without skipping non-reference frames (shows what
                     that saves)
+* ``no threads``    the same random reads with FFmpeg's frame threads off (decides the thread
+                    choice for the random path)
+* ``napari-pyav``, ``napari-video``  the readers of those two plugins (``FastVideoReader``,
+                    ``VideoReaderNP``) on the same barcoded clips, same reads, accuracy checked;
+                    rows only when they are importable.  They are not dependencies of napari-vsr
+                    (napari-pyav requires ``napari[qt]``): install them apart, e.g.
+                    ``pip install --no-deps --target /tmp/others napari-pyav napari-video
+                    pyvideoreader`` and run with ``PYTHONPATH=/tmp/others``
 * ``via napari``    (``--napari``) the same clip opened in a napari viewer, moving the frame
                     slider to every frame, then to random frames (cache cleared), with events
-                    processed after each move; accuracy checked on the displayed slice
+                    processed after each move; accuracy checked on the displayed slice; the
+                    same for the other plugins when importable (``napari-pyav napari``, ...)
+
+Random reads are interleaved: each random index is read by every reader in turn (each on its
+own freshly opened reader), so load from other processes hits all rows alike.  Sequential passes
+alternate between the readers too, best of ``--seq-passes``.
 
     python benchmarks/bench_io.py            # full run (a few minutes, encodes ~30 s of video)
     python benchmarks/bench_io.py --quick    # smoke run: short clips, few random reads
     xvfb-run -a python benchmarks/bench_io.py --napari   # plus reads through a napari viewer
+    PYTHONPATH=/tmp/others python benchmarks/bench_io.py  # plus napari-pyav / napari-video
 
 Prints a table and writes ``benchmarks/results/io.json``.
 """
@@ -49,6 +63,7 @@ import numpy as np
 
 from napari_vsr._sample_data import sample_clip_path
 from napari_vsr.io import open_frames
+from napari_vsr.io.video_reader import VideoFrames
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -130,6 +145,42 @@ def repeat_clip(src_path: Path, out_path: Path, repeats: int) -> None:
                 out.mux(q)
 
 
+#: reader row name -> the plugin name napari knows it by
+NAPARI_PLUGIN_IDS = {"napari-video": "napari_video"}
+
+
+def other_readers() -> dict[str, object]:
+    """name -> reader class of the napari-pyav / napari-video plugins, when importable."""
+    found: dict[str, object] = {}
+    try:
+        from napari_pyav._reader import FastVideoReader
+
+        found["napari-pyav"] = FastVideoReader
+    except Exception as exc:  # not installed, or an import-time dependency missing
+        print(f"  napari-pyav rows skipped: {exc}", file=sys.stderr)
+    try:
+        from napari_video.napari_video import VideoReaderNP
+
+        found["napari-video"] = VideoReaderNP
+    except Exception as exc:
+        print(f"  napari-video rows skipped: {exc}", file=sys.stderr)
+    return found
+
+
+def _quiet_open(factory, path: Path):
+    import warnings
+
+    with warnings.catch_warnings():  # napari-pyav warns about B-frames on every open
+        warnings.simplefilter("ignore")
+        return factory(str(path))
+
+
+def _close(reader) -> None:
+    close = getattr(reader, "close", None)
+    if close is not None:
+        close()
+
+
 def baseline_sequential(path: Path, *, threads: bool, keep_frames: bool = False):
     """(frames/s, decoded frames if keep_frames else None, frame count)."""
     keep: list[np.ndarray] | None = [] if keep_frames else None
@@ -157,23 +208,21 @@ def measure(
     *,
     sequential: bool = True,
     period: int | None = None,
+    others: dict[str, object] | None = None,
+    seq_passes: int = 2,
 ):
     """Rows for one clip; ``period``: barcodes repeat every ``period`` frames (long clip)."""
     rows = []
     reference = None
-    if sequential:
-        fps_base, reference, n_base = baseline_sequential(
-            path, threads=False, keep_frames=not barcoded
-        )
-        fps_thr, _, _ = baseline_sequential(path, threads=True)
-        rows.append({"clip": name, "reader": "baseline", "seq_fps": fps_base, "frames": n_base})
-        rows.append({"clip": name, "reader": "baseline thr", "seq_fps": fps_thr, "frames": n_base})
+    if not barcoded:  # the plain decode is the pixel reference
+        _, reference, _ = baseline_sequential(path, threads=False, keep_frames=True)
 
     def check(i: int, frame: np.ndarray) -> bool:
         if barcoded:
             return media.read_barcode(frame) == (i % period if period else i)
         return reference is not None and np.array_equal(frame, reference[i])
 
+    others = others or {}
     opens = []
     for _ in range(3):
         t = time.perf_counter()
@@ -181,71 +230,96 @@ def measure(
         opens.append(time.perf_counter() - t)
         v.close()
     rss0 = _rss_mb()
-    v = open_frames(path)
-    n = len(v)
-    seq_ok, seq_n, seq_fps = 0, 0, None
+    factories: dict[str, object] = {"napari-vsr": lambda p: open_frames(p)}
+    if barcoded:  # the other readers convert colours their own way: checked by barcode only
+        factories.update(others)
+    seq: dict[str, list[float]] = {}
+    seq_ok: dict[str, int] = {}
+    rss_seq = rss0
+    base: dict[str, list[float]] = {"baseline": [], "baseline thr": []}
+    n_base = 0
     if sequential:
-        t = time.perf_counter()
-        seq_ok = sum(check(i, v[i]) for i in range(n))
-        seq_n = n
-        seq_fps = n / (time.perf_counter() - t)
-    rss_seq = _rss_mb()
+        for _pass in range(seq_passes):
+            for reader_name, threads in (("baseline", False), ("baseline thr", True)):
+                fps, _, n_base = baseline_sequential(path, threads=threads)
+                base[reader_name].append(fps)
+            for reader_name, factory in factories.items():
+                v = _quiet_open(factory, path)
+                n_seq = v.shape[0]  # napari-pyav has no __len__
+                t = time.perf_counter()
+                ok = sum(check(i, v[i]) for i in range(n_seq))
+                seq.setdefault(reader_name, []).append(n_seq / (time.perf_counter() - t))
+                seq_ok[reader_name] = min(seq_ok.get(reader_name, n_seq), ok)
+                if reader_name == "napari-vsr" and rss0 is not None:
+                    rss_seq = max(rss_seq, _rss_mb())
+                _close(v)
+    with open_frames(path) as v:
+        n = len(v)
+        cache_mb = v._cache.max_bytes / 2**20
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=n_random)
 
-    def random_reads(reader) -> tuple[list[float], int]:
-        lat, ok = [], 0
-        for i in idx:
+    # random access on fresh readers (the cache only helps when an index repeats),
+    # interleaved: every index is read by each reader in turn
+    readers = {"napari-vsr": open_frames(path)}
+    if no_skip:
+        readers["no skip"] = open_frames(path)
+        readers["no skip"]._skip = False
+        readers["no threads"] = VideoFrames(path, threads=False)
+    for reader_name, factory in factories.items():
+        if reader_name != "napari-vsr":
+            readers[reader_name] = _quiet_open(factory, path)
+    lat: dict[str, list[float]] = {k: [] for k in readers}
+    rand_ok = dict.fromkeys(readers, 0)
+    rss_rand = rss0
+    for i in idx:
+        for reader_name, reader in readers.items():
             t0 = time.perf_counter()
             frame = reader[int(i)]
-            lat.append(time.perf_counter() - t0)
-            ok += check(int(i), frame)
-        return lat, ok
+            lat[reader_name].append(time.perf_counter() - t0)
+            rand_ok[reader_name] += check(int(i), frame)
+        if rss0 is not None:
+            rss_rand = max(rss_rand, _rss_mb())
+    for reader in readers.values():
+        _close(reader)
 
-    v.close()
-    # random access on a fresh reader: the cache only helps when an index repeats
-    v = open_frames(path)
-    lat, rand_ok = random_reads(v)
-    rss_rand = _rss_mb()
-    row = {
-        "clip": name,
-        "reader": "napari-vsr",
-        "frames": n,
-        "open_ms": 1e3 * float(np.median(opens)),
-        "seq_fps": seq_fps,
-        "rand_median_ms": 1e3 * float(np.median(lat)),
-        "rand_p95_ms": 1e3 * float(np.percentile(lat, 95)),
-        "accuracy": (seq_ok + rand_ok) / (seq_n + len(idx)),
-        "cache_mb": v._cache.max_bytes / 2**20,
-        "rss_growth_mb": None if rss0 is None else max(rss_seq, rss_rand) - rss0,
-    }
-    v.close()
-    rows.append(row)
-    if no_skip:
-        with open_frames(path) as w:
-            w._skip = False
-            lat2, ok2 = random_reads(w)
-        rows.append(
-            {
-                "clip": name,
-                "reader": "no skip",
-                "frames": n,
-                "rand_median_ms": 1e3 * float(np.median(lat2)),
-                "rand_p95_ms": 1e3 * float(np.percentile(lat2, 95)),
-                "accuracy": ok2 / len(idx),
-            }
-        )
+    for reader_name, fps in base.items():
+        if fps:
+            rows.append(
+                {"clip": name, "reader": reader_name, "seq_fps": max(fps), "frames": n_base}
+            )
+    for reader_name in readers:
+        ok = rand_ok[reader_name] + seq_ok.get(reader_name, 0)
+        total = len(idx) + (n if reader_name in seq else 0)
+        row = {
+            "clip": name,
+            "reader": reader_name,
+            "frames": n,
+            "seq_fps": max(seq[reader_name]) if reader_name in seq else None,
+            "rand_median_ms": 1e3 * float(np.median(lat[reader_name])),
+            "rand_p95_ms": 1e3 * float(np.percentile(lat[reader_name], 95)),
+            "accuracy": ok / total,
+        }
+        if reader_name == "napari-vsr":
+            row["open_ms"] = 1e3 * float(np.median(opens))
+            row["cache_mb"] = cache_mb
+            # process growth while the reads ran (the other readers' rows run in the same
+            # process, so their memory is included once they are installed)
+            row["rss_growth_mb"] = None if rss0 is None else max(rss_seq, rss_rand) - rss0
+        rows.append(row)
     return rows
 
 
-def measure_napari(name: str, path: Path, n_random: int, seed: int) -> dict:
+def measure_napari(
+    name: str, path: Path, n_random: int, seed: int, plugin: str = "napari-vsr"
+) -> dict:
     """Sequential and random reads through a napari viewer (dims slider, as a user does)."""
     import napari
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(show=False)
     try:
-        [layer] = viewer.open(str(path), plugin="napari-vsr")
+        [layer] = viewer.open(str(path), plugin=plugin)
         n = layer.data.shape[0]
         app = QApplication.instance()
 
@@ -257,7 +331,8 @@ def measure_napari(name: str, path: Path, n_random: int, seed: int) -> dict:
         t = time.perf_counter()
         ok = sum(show(i) for i in range(n))
         seq_fps = n / (time.perf_counter() - t)
-        layer.data._cache.clear()
+        if hasattr(layer.data, "_cache"):
+            layer.data._cache.clear()
         lat = []
         for i in np.random.default_rng(seed).integers(0, n, size=n_random):
             t0 = time.perf_counter()
@@ -293,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--seq-passes", type=int, default=2, help="sequential passes per reader (best is kept)"
+    )
+    ap.add_argument(
         "--napari",
         action="store_true",
         help="also read the generated clips through a napari viewer (needs a display, "
@@ -309,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     clips = make_clips(folder, args.quick)
     period = None
+    others = other_readers()
     for name, path, barcoded in clips:
         long = name == "1080p long"
         rows.extend(
@@ -321,22 +400,30 @@ def main(argv: list[str] | None = None) -> int:
                 no_skip=not long,
                 sequential=not long,
                 period=period if long else None,
+                others=None if long else others,
+                seq_passes=args.seq_passes,
             )
         )
         if name == "1080p gop120":
             with av.open(str(path)) as c:
                 period = c.streams.video[0].frames
         if args.napari and name in ("1080p gop120", "360p gop250"):
-            rows.append(measure_napari(name, path, n_random, args.seed))
+            for plugin in ("napari-vsr", *others):
+                row = measure_napari(
+                    name, path, n_random, args.seed, NAPARI_PLUGIN_IDS.get(plugin, plugin)
+                )
+                if plugin != "napari-vsr":
+                    row["reader"] = f"{plugin} napari"
+                rows.append(row)
     header = (
-        f"{'clip':<14} {'reader':<12} {'frames':>6} {'open ms':>8} {'seq fps':>8} "
+        f"{'clip':<14} {'reader':<19} {'frames':>6} {'open ms':>8} {'seq fps':>8} "
         f"{'rand med ms':>11} {'rand p95 ms':>11} {'accuracy':>8} {'RSS +MB':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['clip']:<14} {r['reader']:<12} {r.get('frames', 0):>6} "
+            f"{r['clip']:<14} {r['reader']:<19} {r.get('frames', 0):>6} "
             f"{_fmt(r.get('open_ms'), '8.1f')} {_fmt(r.get('seq_fps'), '8.1f')} "
             f"{_fmt(r.get('rand_median_ms'), '11.1f')} {_fmt(r.get('rand_p95_ms'), '11.1f')} "
             f"{_fmt(None if r.get('accuracy') is None else 100 * r['accuracy'], '7.1f'):>7}% "

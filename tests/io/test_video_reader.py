@@ -270,3 +270,67 @@ def test_stream_cut_mid_gop_starts_at_its_first_keyframe(tmp_path, videos, media
         assert [media_mod.read_barcode(v[i]) for i in (35, 5, 0)] == [59, 29, 24]
         got = [media_mod.read_barcode(f) for f in v]
         assert got == list(range(24, 60))
+
+
+def _plain_decode(path) -> list[np.ndarray]:
+    """Every frame in presentation order by a plain PyAV loop, no seeking, nothing skipped."""
+    import av
+
+    with av.open(str(path)) as c:
+        frames = list(c.decode(c.streams.video[0]))
+    frames.sort(key=lambda f: f.pts)
+    return [f.to_ndarray(format="rgb24") for f in frames]
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "mpeg4_avi"])
+def test_random_reads_give_the_pixels_of_a_plain_decode(videos, name, rng):
+    # skipping non-reference frames on the way to a target must not change any pixel
+    reference = _plain_decode(videos[name])
+    with open_frames(videos[name], cache_mb=0) as v:
+        assert len(v) == len(reference)
+        for i in rng.integers(0, len(v), size=20):
+            np.testing.assert_array_equal(v[int(i)], reference[int(i)], err_msg=f"frame {i}")
+
+
+def _count_conversions(v) -> list[int]:
+    converted: list[int] = []
+    original = v._convert
+
+    def counting(frame):
+        converted.append(frame.pts)
+        return original(frame)
+
+    v._convert = counting
+    return converted
+
+
+def test_a_jump_converts_only_the_frame_asked_for(videos, media_mod):
+    with open_frames(videos["h264_bframes"]) as v:  # 60 frames, keyframes every 24
+        converted = _count_conversions(v)
+        for i in (45, 10, 57, 30):  # jumps: no stepping backwards by a few frames
+            converted.clear()
+            assert media_mod.read_barcode(v[i]) == i
+            assert len(converted) == 1, f"frame {i}: {len(converted)} frames converted"
+        assert len(v._cache) == 4
+
+
+def test_stepping_back_after_a_jump_backfills_the_cache(videos, media_mod):
+    with open_frames(videos["h264_bframes"]) as v:
+        converted = _count_conversions(v)
+        assert media_mod.read_barcode(v[44]) == 44
+        assert len(converted) == 1
+        converted.clear()
+        assert media_mod.read_barcode(v[43]) == 43  # one step back: seeks and backfills
+        assert len(converted) == 5
+        converted.clear()
+        # served from the backfilled cache (all in the GOP of keyframe 24)
+        assert [media_mod.read_barcode(v[i]) for i in (42, 41, 40, 39)] == [42, 41, 40, 39]
+        assert converted == []
+
+
+def test_conversion_falls_back_when_pyav_lacks_an_option(videos, media_mod):
+    with open_frames(videos["h264_bframes"], cache_mb=0) as v:
+        v._sws_options = {"no_such_option": 1}  # what an older PyAV does with threads=
+        assert media_mod.read_barcode(v[7]) == 7
+        assert v._sws_options == {}
+        assert media_mod.read_barcode(v[8]) == 8

@@ -9,8 +9,8 @@ Reads: frame ``i`` is the ``i``-th presented frame.  A read seeks to the last ke
 before it and decodes forward, without decoding the non-reference frames before it (nothing
 depends on them); reading on from the last decoded frame just keeps decoding (the sequential
 fast path).  Decoded frames go into a small byte-bounded LRU cache
-(:class:`~napari_vsr.io.frame_array.FrameCache`), which after a seek also receives the few
-frames before the target, so stepping backwards is cheap.
+(:class:`~napari_vsr.io.frame_array.FrameCache`), which, when the reads step backwards,
+also receives the few frames before the target after a seek, so each step back does not seek.
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ log = logging.getLogger(__name__)
 
 #: keep decoding forward instead of seeking when the target is at most this many frames ahead
 FORWARD_WINDOW = 16
-#: after a seek, also keep up to this many frames just before the target in the cache, so
-#: stepping backwards (napari's slider, the left arrow key) does not seek on every step
+#: when the reads step backwards, a seek also keeps up to this many frames just before the
+#: target in the cache, so napari's slider or the left arrow key does not seek on every step
 BACKFILL = 4
+#: a read at most this many frames before the previous decoded read counts as stepping
+#: backwards (the frames in between came from the backfilled cache)
+STEP_BACK_WINDOW = 2 * (BACKFILL + 1)
 #: files with at least this many frames are indexed from MP4/MOV sample tables when possible
 #: (reading a few boxes instead of demuxing the whole file)
 FAST_INDEX_MIN_FRAMES = 2000
@@ -151,6 +154,8 @@ class VideoFrames(FrameArray):
         self._skip = True  # skip non-reference frames before the target (see _frames)
         self._skip_before: int | None = None
         self._expect = 0
+        self._last_read: int | None = None  # the frame the previous decoding read returned
+        self._sws_options: dict[str, int] = {"threads": 1}  # see _convert
         first = self._probe_first(seek=table is None)
         if table is not None:
             if first.pts is None:
@@ -394,8 +399,16 @@ class VideoFrames(FrameArray):
             cc.skip_frame = "DEFAULT"
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
-        # measured: faster than a kept VideoReformatter (PyAV's own conversion path)
-        arr = frame.to_ndarray(format=self._av_format)
+        # One swscale thread: with the default (automatic) count each call sets up a new
+        # scaler with its own thread pool, which at 1080p costs 3-4x the conversion itself
+        # (0.6 ms; see benchmarks/notes_io.md).  Threads do not change the pixels.
+        try:
+            arr = frame.to_ndarray(format=self._av_format, **self._sws_options)
+        except TypeError:  # an older PyAV without the threads argument
+            if not self._sws_options:
+                raise
+            self._sws_options = {}
+            arr = frame.to_ndarray(format=self._av_format)
         if self._rot_k:
             arr = np.ascontiguousarray(np.rot90(arr, self._rot_k))
         expected = self.frame_shape
@@ -429,7 +442,12 @@ class VideoFrames(FrameArray):
         )
         if not near:
             self._seek_to_key(key_pos)
-        backfill = 0 if near else min(BACKFILL, self._cache_frames() // 4)
+        # backfill only when stepping backwards: on a jump the frames before the target are
+        # rarely wanted next, and converting them (and decoding the skippable ones among them)
+        # made a 1080p jump 10-15 % slower
+        last, self._last_read = self._last_read, i
+        stepping_back = last is not None and 0 < last - i <= STEP_BACK_WINDOW
+        backfill = min(BACKFILL, self._cache_frames() // 4) if stepping_back and not near else 0
         for _attempt in range(4):
             # retries decode every frame, in case a skipped one was what went wrong
             result = self._decode_until(i, skip=self._skip and _attempt == 0, backfill=backfill)
