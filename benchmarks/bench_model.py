@@ -1,11 +1,13 @@
 """Benchmark the RealBasicVSR forward pass: seconds per frame and peak memory.
 
-Configurations: CPU float32 (baseline: contiguous weights), CPU float32 channels_last, and on
-CUDA (when present) float32 / float16 / bfloat16, each contiguous and channels_last.  Every
+Configurations: CPU float32 (baseline: contiguous weights), CPU float32 channels_last, CPU
+float32 channels_last + fused oneDNN convolutions (the engine's CPU path; timed interleaved with
+the other CPU rows), and on CUDA (when present) float32 / float16 / bfloat16, each contiguous and
+channels_last.  Every
 configuration processes the same clip of sample frames (640x360 by default) as one chunk
 (N=1, T=frames) and is compared with the baseline output (PSNR).
 
-    python benchmarks/bench_model.py                 # 8 frames 640x360, 2 timed runs
+    python benchmarks/bench_model.py                 # 4 frames 640x360, 1 timed run (~2.5 min)
     python benchmarks/bench_model.py --quick         # 2 frames 96x64, smoke test
     python benchmarks/bench_model.py --frames 4 --size 320x180 --repeats 1
 
@@ -29,6 +31,7 @@ import psutil
 import torch
 
 from napari_vsr.models import RealBasicVSRNet, load_realbasicvsr
+from napari_vsr.models.fused import fuse_convolutions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -85,21 +88,26 @@ def build_net() -> tuple[RealBasicVSRNet, str]:
     return RealBasicVSRNet().eval().requires_grad_(False), "seeded random init"
 
 
-def run_config(
+def prepare(
     base: RealBasicVSRNet,
     clip: torch.Tensor,
     *,
     device: str,
     dtype: torch.dtype,
     channels_last: bool,
-    repeats: int,
-) -> tuple[dict, torch.Tensor]:
+    fused: bool = False,
+):
+    """A copy of ``base`` set up as configured, and a function running it once on ``clip``."""
     net = RealBasicVSRNet()
     net.load_state_dict(base.state_dict())
     net.eval().requires_grad_(False).to(device=device, dtype=dtype)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if fused and not fuse_convolutions(net):
+        return None
     x = clip.to(device=device, dtype=dtype)
+    if channels_last:  # what the engine passes: a (1, T, 3, H, W) view of (T, H, W, 3) frames
+        x = x[0].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)[None]
     cuda = device.startswith("cuda")
 
     def once() -> torch.Tensor:
@@ -109,6 +117,59 @@ def run_config(
             torch.cuda.synchronize()
         return out
 
+    return once
+
+
+def _row(device, dtype, channels_last, fused, times, peak_mb, t, cuda) -> dict:
+    return {
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "channels_last": channels_last,
+        "fused": fused,
+        "s_per_frame": min(times) / t,
+        "s_per_frame_mean": sum(times) / len(times) / t,
+        "peak_mem_mb": peak_mb,
+        "peak_mem_kind": "cuda max_memory_allocated" if cuda else "process RSS increase",
+    }
+
+
+def run_cpu_interleaved(base, clip, configs, repeats: int) -> list[tuple[dict, torch.Tensor]]:
+    """Time the CPU configurations in interleaved rounds (best of ``repeats`` each), so that a
+    change in machine load hits every configuration alike."""
+    runs = [
+        prepare(base, clip, device="cpu", dtype=d, channels_last=cl, fused=f)
+        for d, cl, f in configs
+    ]
+    kept = [(c, r) for c, r in zip(configs, runs, strict=True) if r is not None]
+    outs = [once() for _, once in kept]  # warm-up (allocator, oneDNN primitives)
+    times = [[] for _ in kept]
+    peaks = [0.0 for _ in kept]
+    for _ in range(repeats):
+        for k, (_, once) in enumerate(kept):
+            outs[k] = None  # the previous output is not counted in this run's peak
+            with PeakRSS() as rss:
+                t0 = time.perf_counter()
+                outs[k] = once()
+                times[k].append(time.perf_counter() - t0)
+            peaks[k] = max(peaks[k], (rss.peak - rss.start) / 2**20)
+    t = clip.shape[1]
+    return [
+        (_row("cpu", d, cl, f, times[k], peaks[k], t, False), outs[k].float())
+        for k, ((d, cl, f), _) in enumerate(kept)
+    ]
+
+
+def run_config(
+    base: RealBasicVSRNet,
+    clip: torch.Tensor,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    channels_last: bool,
+    repeats: int,
+) -> tuple[dict, torch.Tensor]:
+    once = prepare(base, clip, device=device, dtype=dtype, channels_last=channels_last)
+    cuda = device.startswith("cuda")
     once()  # warm-up (allocator, kernels, oneDNN primitives)
     times = []
     if cuda:
@@ -123,16 +184,7 @@ def run_config(
         peak_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
     else:
         peak_mb = (rss.peak - rss.start) / 2**20
-    t = clip.shape[1]
-    row = {
-        "device": device,
-        "dtype": str(dtype).removeprefix("torch."),
-        "channels_last": channels_last,
-        "s_per_frame": min(times) / t,
-        "s_per_frame_mean": sum(times) / len(times) / t,
-        "peak_mem_mb": peak_mb,
-        "peak_mem_kind": "cuda max_memory_allocated" if cuda else "process RSS increase",
-    }
+    row = _row(device, dtype, channels_last, False, times, peak_mb, clip.shape[1], cuda)
     return row, out.float().cpu()
 
 
@@ -144,9 +196,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=8, help="frames per chunk (default 8)")
+    parser.add_argument("--frames", type=int, default=4, help="frames per chunk (default 4)")
     parser.add_argument("--size", default=None, help="resize frames to WxH (default 640x360)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per config (min kept)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds per config (min kept)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 frames 96x64, 1 run")
     parser.add_argument("--no-cuda", action="store_true", help="skip CUDA configs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "model.json")
@@ -159,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     base, weights = build_net()
     _, t, _, h, w = clip.shape
 
-    configs = [("cpu", torch.float32, False), ("cpu", torch.float32, True)]
+    cpu_configs = [
+        (torch.float32, False, False),  # baseline: the reference layout
+        (torch.float32, True, False),
+        (torch.float32, True, True),  # what the engine runs on the CPU
+    ]
+    configs = []
     if torch.cuda.is_available() and not args.no_cuda:
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             for cl in (False, True):
@@ -168,14 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         print("CUDA not available: GPU configurations skipped", file=sys.stderr)
 
     rows, baseline = [], None
+    for row, out in run_cpu_interleaved(base, clip, cpu_configs, args.repeats):
+        if baseline is None:
+            baseline = out
+        row["psnr_vs_baseline_db"] = psnr(out, baseline)
+        row["max_abs_diff_vs_baseline"] = (out - baseline).abs().max().item()
+        rows.append(row)
     for device, dtype, cl in configs:
         row, out = run_config(
             base, clip, device=device, dtype=dtype, channels_last=cl, repeats=args.repeats
         )
-        if device == "cuda":
-            torch.cuda.empty_cache()
-        if baseline is None:
-            baseline = out
+        torch.cuda.empty_cache()
         row["psnr_vs_baseline_db"] = psnr(out, baseline)
         row["max_abs_diff_vs_baseline"] = (out - baseline).abs().max().item()
         rows.append(row)
@@ -187,14 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}"
     )
-    head = f"{'device':6} {'dtype':8} {'layout':13} {'s/frame':>8} {'speedup':>8} {'peak MB':>9} {'PSNR dB':>8}"
+    head = f"{'device':6} {'dtype':8} {'layout':20} {'s/frame':>8} {'speedup':>8} {'peak MB':>9} {'PSNR dB':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        layout = "channels_last" if r["channels_last"] else "contiguous"
+        layout = ("channels_last" if r["channels_last"] else "contiguous") + (
+            "+fused" if r["fused"] else ""
+        )
         db = r["psnr_vs_baseline_db"]
         print(
-            f"{r['device']:6} {r['dtype']:8} {layout:13} {r['s_per_frame']:8.3f} "
+            f"{r['device']:6} {r['dtype']:8} {layout:20} {r['s_per_frame']:8.3f} "
             f"{r['speedup_vs_baseline']:7.2f}x {r['peak_mem_mb']:9.0f} "
             + ("   exact" if db is None else f"{db:8.1f}")
         )

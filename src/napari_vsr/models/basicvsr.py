@@ -60,6 +60,8 @@ class BasicVSRNet(nn.Module):
         self.upsample2 = PixelShufflePack(mid_channels, 64, scale=2, kernel_size=3)
         self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
         self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        #: optional fused CPU upsampler (see :func:`napari_vsr.models.fused.fuse_convolutions`)
+        self._fused = None
 
     # -- optical flow ----------------------------------------------------------------------
     def compute_flows(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +99,9 @@ class BasicVSRNet(nn.Module):
     # -- propagation -----------------------------------------------------------------------
     def _upsample(self, feats: torch.Tensor, lqs: torch.Tensor) -> torch.Tensor:
         """(B, 2*mid, H, W) fused features + (B, 3, H, W) frames -> (B, 3, 4H, 4W)."""
+        if self._fused is not None and self._fused.accepts(feats):
+            base = F.interpolate(lqs, scale_factor=4, mode="bilinear", align_corners=False)
+            return self._fused(feats, base)
         out = _lrelu(self.fusion(feats))
         out = _lrelu(self.upsample1(out))
         out = _lrelu(self.upsample2(out))

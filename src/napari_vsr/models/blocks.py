@@ -63,9 +63,13 @@ class ResidualBlocksWithInputConv(nn.Module):
                 *(ResidualBlockNoBN(mid_channels=out_channels) for _ in range(num_blocks))
             ),
         )
+        #: optional fused CPU path (see :func:`napari_vsr.models.fused.fuse_convolutions`)
+        self._fused = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
+        if self._fused is not None and self._fused.accepts(x):
+            return self._fused(x)
         return self.main(x)
 
 

@@ -38,6 +38,8 @@ class _SPyNetLevel(nn.Module):
                 for i in range(len(chans) - 1)
             )
         )
+        #: optional fused CPU path (see :func:`napari_vsr.models.fused.fuse_convolutions`)
+        self._fused = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.basic_module(x)
@@ -75,7 +77,11 @@ class SPyNet(nn.Module):
                 flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True)
                 flow_up = flow_up * 2.0
             warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
-            flow = flow_up + module(torch.cat([refs[level], warped, flow_up], dim=1))
+            x = torch.cat([refs[level], warped, flow_up], dim=1)
+            if module._fused is not None and module._fused.accepts(x):
+                flow = module._fused(x, flow_up)  # flow_up + module(x), fused
+            else:
+                flow = flow_up + module(x)
         return flow
 
     def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
