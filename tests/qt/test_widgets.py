@@ -23,6 +23,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_vsr import compare, engine  # noqa: E402
 from napari_vsr.widgets import CompareWidget, EnhanceWidget  # noqa: E402
+from napari_vsr.widgets.compare import _grid_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_MS = 120_000
@@ -304,9 +305,9 @@ def test_grid_toggle(viewer, clip):
     widget = CompareWidget(viewer)
     widget.set_layers("src", "res")
     widget.grid_check.setChecked(True)
-    assert viewer.grid.enabled and not other.visible
+    assert _grid_of(viewer).enabled and not other.visible
     widget.grid_check.setChecked(False)
-    assert not viewer.grid.enabled and other.visible
+    assert not _grid_of(viewer).enabled and other.visible
 
 
 def test_metrics_table_plot_csv(viewer, qtbot, clip, tmp_path):

@@ -52,6 +52,12 @@ DIVIDER_NAME = "wipe divider"
 SLIDER_STEPS = 1000
 
 
+def _grid_of(viewer):
+    """The viewer's grid settings: ``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def aligned_pairs(a: Image, b: Image) -> list[tuple[int, int]]:
     """(frame of ``a``, frame of ``b``) pairs showing the same world time, in ``a``'s order."""
     n_b = int(b.data.shape[0])
@@ -337,10 +343,11 @@ class CompareWidget(QWidget):
             for name in keep:
                 if name in self.viewer.layers:
                     self.viewer.layers[name].visible = True
-            self.viewer.grid.stride = 1
-            self.viewer.grid.enabled = True
+            grid = _grid_of(self.viewer)
+            grid.stride = 1
+            grid.enabled = True
         else:
-            self.viewer.grid.enabled = False
+            _grid_of(self.viewer).enabled = False
             for layer in self._grid_hidden:
                 if layer in self.viewer.layers:
                     layer.visible = True
