@@ -174,9 +174,9 @@ def test_stepping_backwards_uses_the_backfilled_cache(videos, media_mod):
         seeks = []
         original = v._seek_to_key
 
-        def counting(key_pos):
+        def counting(key_pos, **kwargs):
             seeks.append(key_pos)
-            original(key_pos)
+            original(key_pos, **kwargs)
 
         v._seek_to_key = counting
         got = [media_mod.read_barcode(v[i]) for i in range(45, 30, -1)]
@@ -334,3 +334,31 @@ def test_conversion_falls_back_when_pyav_lacks_an_option(videos, media_mod):
         assert media_mod.read_barcode(v[7]) == 7
         assert v._sws_options == {}
         assert media_mod.read_barcode(v[8]) == 8
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "mpeg4_avi", "vfr_mkv"])
+def test_seeks_unthreaded_and_reading_on_threaded_give_the_same_pixels(videos, name):
+    # seeks decode on the unthreaded decoder; reading on moves to the threaded one at a keyframe
+    reference = _plain_decode(videos[name])
+    with open_frames(videos[name], cache_mb=0) as v:
+        keys = v._keys
+        assert len(keys) >= 2, "the clip needs two keyframes for this test"
+        mid = keys[1] - 3  # a seek into the first GOP: unthreaded
+        np.testing.assert_array_equal(v[mid], reference[mid])
+        assert v._active is False and True not in v._handles
+        for i in range(mid + 1, len(v)):  # read on across keyframe keys[1]
+            np.testing.assert_array_equal(v[i], reference[i], err_msg=f"frame {i}")
+            assert v._active is (i >= keys[1]), f"frame {i}"
+        jump = keys[1] + 1  # a jump back is a seek again: unthreaded, same pixels
+        np.testing.assert_array_equal(v[jump], reference[jump])
+        assert v._active is False
+        np.testing.assert_array_equal(v[0], reference[0])  # a seek onto a keyframe: threaded
+        assert v._active is True
+
+
+def test_threads_off_never_opens_a_second_decoder(videos, media_mod):
+    from napari_vsr.io.video_reader import VideoFrames
+
+    with VideoFrames(videos["h264_bframes"], threads=False) as v:
+        assert [media_mod.read_barcode(f) for f in v] == list(range(60))
+        assert list(v._handles) == [False]

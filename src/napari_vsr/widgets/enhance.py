@@ -577,6 +577,7 @@ class EnhanceWidget(QWidget):
         self.status_label.setText(f"failed: {exc}")
         self._discard(self._run.get("layer"), self._run.get("started"))
         self._close_pbar()
+        show_error(f"Enhancement failed: {exc}")
 
     def _on_finished(self) -> None:
         self._close_pbar()
