@@ -7,7 +7,8 @@ Main run (sample frames, 640x360 -> 2560x1440, golden checkpoint):
 (b) **engine**: :func:`napari_vsr.engine.enhance` with :func:`make_enhancer` defaults
     (channels_last, fused oneDNN convolutions on CPU fp32, chunk/overlap defaults, auto tiles,
     auto precision) reading the frames lazily; on the CPU also the engine with the fused
-    convolutions switched off ("unfused", channels_last only: the engine before that change).
+    convolutions switched off ("unfused", channels_last only: the engine before that change),
+    and the engine with ``precision="bf16"`` (opt-in on the CPU, where it is not fp32-exact).
     With ``--repeats N`` the rows are run in N interleaved rounds and the fastest run is kept.
 
 Frames per second, peak host memory above the starting point (sampled every 5 ms), peak device
@@ -244,7 +245,8 @@ def main_run(args, weights: Path) -> dict:
             _keep_best(rows, f"{device.type}/engine fp32", eng32)
         if device.type == "cuda":
             rows["cuda/engine auto"] = run_engine(src, weights, "cuda", "auto", ref)
-            rows["cuda/engine bf16"] = run_engine(src, weights, "cuda", "bf16", ref)
+        # bf16 (opt-in on the CPU: fast where the CPU has native bfloat16, e.g. AMX)
+        rows[f"{device.type}/engine bf16"] = run_engine(src, weights, str(device), "bf16", ref)
         del ref
     print(
         f"{'config':<26}{'fps':>8}{'speedup':>9}{'host MiB':>10}{'dev MiB':>9}{'max|diff|':>11}{'PSNR dB':>9}"

@@ -2,7 +2,7 @@
 
 Configurations: CPU float32 (baseline: contiguous weights), CPU float32 channels_last, CPU
 float32 channels_last + fused oneDNN convolutions (the engine's CPU path; timed interleaved with
-the other CPU rows), and on CUDA (when present) float32 / float16 / bfloat16, each contiguous and
+the other CPU rows), CPU bfloat16 channels_last (``--precision bf16``), and on CUDA (when present) float32 / float16 / bfloat16, each contiguous and
 channels_last.  Every
 configuration processes the same clip of sample frames (640x360 by default) as one chunk
 (N=1, T=frames) and is compared with the baseline output (PSNR).
@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         (torch.float32, False, False),  # baseline: the reference layout
         (torch.float32, True, False),
         (torch.float32, True, True),  # what the engine runs on the CPU
+        # --precision bf16 on the CPU: fast where the CPU has native bfloat16 (AMX, AVX512-BF16)
+        (torch.bfloat16, True, False),
     ]
     configs = []
     if torch.cuda.is_available() and not args.no_cuda:

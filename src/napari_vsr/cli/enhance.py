@@ -253,7 +253,8 @@ def register(subparsers) -> None:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16"],
-        help="network precision (auto: fp16 on CUDA, fp32 elsewhere)",
+        help="network precision (auto: fp16 on CUDA, fp32 elsewhere; bf16 is ~3x faster than "
+        "fp32 on CPUs with AMX/AVX512-BF16)",
     )
     p.add_argument("--no-channels-last", action="store_true", help="keep the default memory format")
     p.add_argument(
