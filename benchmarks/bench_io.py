@@ -6,6 +6,8 @@ that of real footage rather than of a synthetic pattern):
 
 * ``1080p gop120``  1920x1080 H.264, GOP 120, 3 B-frames, CRF 23
 * ``360p gop250``   640x360 H.264, GOP 250, 3 B-frames, CRF 23
+* ``1080p synthetic``  the same encoding (GOP 120, 3 B-frames, CRF 23) of the tests' synthetic
+                    moving texture instead of footage: a second kind of content
 * ``1080p long``    the 1080p clip repeated by remuxing to ~5000 frames (open time vs length;
                     random reads only)
 * ``sample clip``   the shipped 10-frame FFV1 clip (intra only; accuracy checked by pixels)
@@ -104,17 +106,21 @@ def _content(height: int, width: int):
 
 
 def make_clips(folder: Path, quick: bool) -> list[tuple[str, Path, bool]]:
+    # (name, (height, width), frames, GOP, real footage?)  The "synthetic" clip carries the
+    # tests' moving texture instead of footage: a second kind of content at the same settings.
     specs = [
-        ("1080p gop120", (1080, 1920), 130 if quick else 360, 120),
-        ("360p gop250", (360, 640), 260 if quick else 750, 250),
+        ("1080p gop120", (1080, 1920), 130 if quick else 360, 120, True),
+        ("360p gop250", (360, 640), 260 if quick else 750, 250, True),
+        ("1080p synthetic", (1080, 1920), 130 if quick else 360, 120, False),
     ]
     clips = []
-    for name, size, n, gop in specs:
+    for name, size, n, gop, real in specs:
         path = folder / f"{name.replace(' ', '_')}_{n}.mp4"
         if not path.exists():
             t = time.perf_counter()
+            content = _content(*size) if real else None
             media.make_video(
-                path, n_frames=n, size=size, gop=gop, bframes=3, crf=23, source=_content(*size)
+                path, n_frames=n, size=size, gop=gop, bframes=3, crf=23, source=content
             )
             print(
                 f"  encoded {name}: {n} frames in {time.perf_counter() - t:.1f} s", file=sys.stderr
