@@ -15,7 +15,9 @@ frame threads slow down (they add a pipeline delay and hand-overs at every frame
 without them at 1080p on 2 cores), while reading on benefits from them (+15 %).  So seeks use
 an unthreaded decoder, and when reading on reaches a keyframe (or a seek lands exactly on one)
 decoding moves to a second, threaded decoder on its own handle of the file, which costs nothing
-there because a keyframe needs no earlier frame.  Both decode bit-identical frames.  Decoded frames go into a small byte-bounded LRU cache
+there because a keyframe needs no earlier frame.  Both decode bit-identical frames.
+
+Decoded frames go into a small byte-bounded LRU cache
 (:class:`~napari_vsr.io.frame_array.FrameCache`), which, when the reads step backwards,
 also receives the few frames before the target after a seek, so each step back does not seek.
 """
@@ -377,12 +379,16 @@ class VideoFrames(FrameArray):
         return max(0, bisect.bisect_right(self._keys, i) - 1)
 
     def _handle(self, threaded: bool) -> tuple:
-        """(container, stream) of the threaded or unthreaded decoder, opened on first use."""
+        """(container, stream) of the threaded or unthreaded decoder, opened on first use.
+
+        The unthreaded one is the handle the reader was opened (and indexed) with.
+        """
         handle = self._handles.get(threaded)
         if handle is None:
             container = av.open(str(self._path), "r")
             stream = container.streams.video[0]  # the stream this reader reads
-            stream.thread_type = "AUTO"
+            if threaded:
+                stream.thread_type = "AUTO"
             handle = self._handles[threaded] = (container, stream)
         return handle
 
@@ -474,7 +480,7 @@ class VideoFrames(FrameArray):
             # a seek decodes a reference chain: unthreaded, unless the target is the keyframe
             # itself (nothing to chain; reading on from a keyframe is the sequential start)
             self._seek_to_key(key_pos, threaded=key == i)
-        elif self._threads and not self._active and key >= self._next and key == i:
+        elif key == i and self._threads and not self._active:
             # reading on has reached a keyframe: continue on the threaded decoder from here
             self._seek_to_key(key_pos, threaded=True)
         # backfill only when stepping backwards: on a jump the frames before the target are
