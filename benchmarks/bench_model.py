@@ -2,12 +2,12 @@
 
 Configurations: CPU float32 (baseline: contiguous weights), CPU float32 channels_last, CPU
 float32 channels_last + fused oneDNN convolutions (the engine's CPU path; timed interleaved with
-the other CPU rows), CPU bfloat16 channels_last (``--precision bf16``), and on CUDA (when present) float32 / float16 / bfloat16, each contiguous and
-channels_last.  Every
-configuration processes the same clip of sample frames (640x360 by default) as one chunk
+the other CPU rows), CPU bfloat16 channels_last (``--precision bf16``), and on CUDA (when
+present) float32 / float16 / bfloat16, each contiguous and channels_last.  Every configuration
+processes the same clip of sample frames (640x360 by default) as one chunk
 (N=1, T=frames) and is compared with the baseline output (PSNR).
 
-    python benchmarks/bench_model.py                 # 4 frames 640x360, 1 timed run (~2.5 min)
+    python benchmarks/bench_model.py                 # 4 frames 640x360, 1 timed run (~7 min)
     python benchmarks/bench_model.py --quick         # 2 frames 96x64, smoke test
     python benchmarks/bench_model.py --frames 4 --size 320x180 --repeats 1
 
