@@ -1,5 +1,6 @@
-"""Shared fixtures.  ``../shared`` holds the golden data and sample frames; tests that need it
-skip with a clear reason when it is absent."""
+"""Shared fixtures.  ``../shared`` holds the golden data and sample frames.  Tests that need it
+skip with a clear reason when it is absent on a developer's machine; under CI (``CI=true``) its
+absence is a failure, so a broken checkout can never pass by skipping."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NAPARI_VSR_SHARED", REPO.parent / "shared"))
 
 
+def _missing(what: str) -> None:
+    """Skip (developer machine) or fail (CI) because ``what`` is missing."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} (required under CI=true)", pytrace=False)
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED} (set NAPARI_VSR_SHARED)")
+        _missing(f"shared data folder not found at {SHARED} (set NAPARI_VSR_SHARED)")
     return SHARED
 
 
@@ -24,7 +32,7 @@ def shared_dir() -> Path:
 def golden_dir(shared_dir: Path) -> Path:
     d = shared_dir / "golden" / "realbasicvsr"
     if not d.is_dir():
-        pytest.skip(f"golden RealBasicVSR data not found at {d}")
+        _missing(f"golden RealBasicVSR data not found at {d}")
     return d
 
 
@@ -32,7 +40,7 @@ def golden_dir(shared_dir: Path) -> Path:
 def sample_frames_dir(shared_dir: Path) -> Path:
     d = shared_dir / "samples" / "demo_000"
     if not d.is_dir():
-        pytest.skip(f"sample frames not found at {d}")
+        _missing(f"sample frames not found at {d}")
     return d
 
 
