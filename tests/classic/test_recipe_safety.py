@@ -88,9 +88,7 @@ def test_aliases_are_refused_even_as_merge_keys(bad):
 
 @pytest.mark.parametrize("case", ["recipe-deep-nesting", "recipe-deep-nesting-json"])
 def test_deep_nesting_is_refused_without_recursion_error(bad, case):
-    key = case.removesuffix("-json")
-    path = bad[key] if case == key else bad[key].with_suffix(".json")
-    _refused(path, f"nested deeper than {MAX_DEPTH} levels")
+    _refused(bad[case], f"nested deeper than {MAX_DEPTH} levels")
 
 
 def test_nesting_inside_json_strings_is_not_counted(tmp_path):
@@ -243,7 +241,7 @@ def test_cli_check_and_enhance_refuse_with_one_line(tmp_path, bad, case):
     done = _cli("recipes", "check", str(bad[case]))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert str(bad[case]) in done.stderr or "resize-bomb" in done.stderr
+    assert f"error: {bad[case]}: " in done.stderr
     out = tmp_path / "out" / "result.mp4"
     out.parent.mkdir()
     recipe = str(bad[case])

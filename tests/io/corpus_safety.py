@@ -46,7 +46,7 @@ def build(folder: Path) -> dict[str, Path]:
         "base: &base {op: gaussian_blur, ksize: 5}\nsteps:\n  - <<: *base\n",
     )
     put("recipe-deep-nesting.yaml", "steps: " + "[" * 50_000 + "]" * 50_000 + "\n")
-    put("recipe-deep-nesting.json", '{"steps": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    put("recipe-deep-nesting-json.json", '{"steps": ' + "[" * 50_000 + "]" * 50_000 + "}")
     put("recipe-many-values.yaml", "steps: [" + ", ".join(["1"] * 20_000) + "]\n")
     put(
         "recipe-latin1.yaml",

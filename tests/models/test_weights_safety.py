@@ -20,6 +20,7 @@ import torch
 from napari_vsr.errors import (
     ChecksumMismatchError,
     CorruptWeightsError,
+    ParameterError,
     WeightsCacheError,
     WeightsDownloadError,
 )
@@ -178,6 +179,16 @@ def test_a_dripping_server_is_a_stall(monkeypatch, server):
         "/drip",
         r"stalled: \d+ bytes/s over the last 0.\d s, below the minimum of 1,000",
     )
+
+
+def test_limits_from_the_environment(monkeypatch, server):
+    monkeypatch.setenv("NAPARI_VSR_DOWNLOAD_MIN_RATE", "1000")
+    monkeypatch.setenv("NAPARI_VSR_DOWNLOAD_WINDOW", "0.3")
+    assert wm.DownloadLimits.from_env() == wm.DownloadLimits(min_rate=1000.0, window_s=0.3)
+    _fails(monkeypatch, server, "/drip", "stalled", limits=None)
+    monkeypatch.setenv("NAPARI_VSR_DOWNLOAD_DEADLINE", "soon")
+    with pytest.raises(ParameterError, match=r"\$NAPARI_VSR_DOWNLOAD_DEADLINE = 'soon'"):
+        wm.fetch("tiny")
 
 
 def test_a_silent_server_times_out(monkeypatch, server):

@@ -52,9 +52,11 @@ class ClassicEnhancer(Enhancer):
             raise ParameterError(f"ClassicEnhancer needs a Pipeline, got {type(pipeline).__name__}")
         scale = pipeline.scale
         if scale is None or scale < 1 or not float(scale).is_integer():
+            shown = "None (a resize 'size' step fixes the size)" if scale is None else scale
             raise ParameterError(
-                f"recipe {pipeline.name!r}: overall scale is {scale}; the engine needs a whole "
-                f"factor >= 1 (use resize 'factor' steps whose product is 1, 2, 3, 4, ...)"
+                f"recipe {pipeline.name!r}: overall scale is {shown}; the engine needs a whole "
+                f"factor >= 1 (use resize 'factor' steps whose product is 1, 2, 3, 4, ...)",
+                path=pipeline.path,
             )
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise ParameterError(f"workers = {workers!r} is invalid; expected an integer >= 1")

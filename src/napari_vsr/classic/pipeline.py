@@ -111,6 +111,8 @@ class Pipeline:
         self._steps = tuple(checked)
         self.name = str(name)
         self.description = str(description)
+        #: the recipe file it was read from (:meth:`from_file`), named in size errors
+        self.path: str | None = None
 
     # --- properties -----------------------------------------------------------------------
     @property
@@ -181,7 +183,8 @@ class Pipeline:
                     f"(width x height) from a {int(width)}x{int(height)} input{origin}, "
                     f"{h * w * 3 / 2**30:,.1f} GiB per 8-bit RGB frame; the limit is "
                     f"{MAX_FRAME_PIXELS:,} pixels per frame and {MAX_FRAME_SIDE} per side "
-                    f"({total}); use smaller resize factors"
+                    f"({total}); use smaller resize factors",
+                    path=self.path,
                 )
         return h, w
 
@@ -403,7 +406,9 @@ class Pipeline:
         suffix = _suffix(p)
         text = read_recipe_text(p)
         data = load_recipe_data(text, "json" if suffix == ".json" else "yaml", path=p)
-        return cls.from_dict(data, source=os.fspath(p))
+        pipeline = cls.from_dict(data, source=os.fspath(p))
+        pipeline.path = os.fspath(p)
+        return pipeline
 
     def to_text(self, fmt: str = "yaml") -> str:
         """The recipe as ``"yaml"`` or ``"json"`` text."""

@@ -35,7 +35,9 @@ def parse_size(text: str) -> tuple[int, int]:
     """``"640x360"`` (width x height) -> ``(360, 640)`` as (height, width)."""
     m = re.fullmatch(r"\s*(\d{1,6})\s*[xX*]\s*(\d{1,6})\s*", text or "")
     if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise ParameterError(f"--size: expected WIDTHxHEIGHT in pixels (e.g. 640x360), got {text!r}")
+        raise ParameterError(
+            f"--size: expected WIDTHxHEIGHT in pixels (e.g. 640x360), got {text!r}"
+        )
     return int(m[2]), int(m[1])
 
 

@@ -94,6 +94,41 @@ class DownloadLimits:
     min_rate: float = 16 * 1024
     window_s: float = 60.0
 
+    @classmethod
+    def from_env(cls) -> DownloadLimits:
+        """The defaults, each replaced by its environment variable when set:
+        ``NAPARI_VSR_DOWNLOAD_TIMEOUT``, ``..._DEADLINE`` (seconds), ``..._MIN_RATE``
+        (bytes per second) and ``..._WINDOW`` (seconds).
+
+        Raises
+        ------
+        ParameterError
+            A variable that is not a non-negative number (naming it).
+        """
+        values = {}
+        for field_name, suffix in _LIMIT_ENV.items():
+            var = f"NAPARI_VSR_DOWNLOAD_{suffix}"
+            text = os.environ.get(var)
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = -1.0
+            if not value >= 0 or value == float("inf"):
+                raise ParameterError(
+                    f"${var} = {text!r} is invalid; expected seconds or bytes/s >= 0"
+                )
+            values[field_name] = value
+        return cls(**values)
+
+
+_LIMIT_ENV = {
+    "timeout_s": "TIMEOUT",
+    "deadline_s": "DEADLINE",
+    "min_rate": "MIN_RATE",
+    "window_s": "WINDOW",
+}
 
 #: 30 s without data, 1 hour in all, at least 16 KiB/s over every minute
 DEFAULT_LIMITS = DownloadLimits()
@@ -497,7 +532,7 @@ def _download(
                             f"(got {done:,} of {entry.size:,} bytes); try again later, or "
                             f"{_offline_hint(entry)}"
                         )
-                    if now - window_t >= limits.window_s:
+                    if limits.min_rate > 0 and now - window_t >= max(limits.window_s, 1e-3):
                         rate = (done - window_done) / (now - window_t)
                         if rate < limits.min_rate:
                             raise WeightsDownloadError(
@@ -589,7 +624,8 @@ def fetch(
         ``progress(done_bytes, total_bytes_or_None)``, called once at the start and after
         every chunk.
     limits : DownloadLimits, optional
-        Timeout, deadline and minimum rate; default :data:`DEFAULT_LIMITS`.
+        Timeout, deadline and minimum rate; default :data:`DEFAULT_LIMITS` with any
+        ``$NAPARI_VSR_DOWNLOAD_*`` overrides (:meth:`DownloadLimits.from_env`).
 
     Returns
     -------
@@ -612,7 +648,7 @@ def fetch(
     if cached is not None:
         return cached
     entry = get_entry(name)
-    limits = limits or DEFAULT_LIMITS
+    limits = limits or DownloadLimits.from_env()
     log.info("downloading %s from %s", entry.name, entry.url)
     dest = _install(
         entry, lambda part: _download(entry, part, progress, limits), "downloaded", entry.url
