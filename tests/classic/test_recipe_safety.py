@@ -144,6 +144,10 @@ def test_not_a_regular_file(tmp_path):
     assert time.perf_counter() - t0 < 1.0
     with pytest.raises(SourceNotFoundError, match="recipe file not found"):
         Pipeline.from_file(tmp_path / "missing.yaml")
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    with pytest.raises(UnreadableMediaError, match="symbolic link loop"):
+        Pipeline.from_file(tmp_path / "a.yaml")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
