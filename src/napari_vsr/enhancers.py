@@ -203,6 +203,7 @@ def make_enhancer(
     channels_last: bool = True,
     compile: bool = False,
     download_progress: Callable[[int, int | None], None] | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> Enhancer:
     """Build the enhancer for a method.
 
@@ -215,6 +216,10 @@ def make_enhancer(
         Classic only: a pipeline saved as JSON or YAML.
     weights, device, precision, channels_last, compile, download_progress
         RealBasicVSR only; see :class:`RealBasicVSREnhancer`.
+    frame_size : (int, int), optional
+        Classic only: the input ``(height, width)``; a recipe whose frames would grow past
+        the limits of :meth:`~napari_vsr.classic.Pipeline.check_size` is refused here, before
+        any work (the enhancer checks again on its first chunk in any case).
 
     Returns
     -------
@@ -247,5 +252,8 @@ def make_enhancer(
         pipeline = (
             Pipeline.from_file(recipe) if recipe is not None else get_preset(preset or "seed")
         )
-        return ClassicEnhancer(pipeline)
+        enhancer = ClassicEnhancer(pipeline)
+        if frame_size is not None:
+            enhancer.check_frame_size(*frame_size)
+        return enhancer
     raise ParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")

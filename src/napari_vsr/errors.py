@@ -93,6 +93,10 @@ class WeightsDownloadError(VsrError, ConnectionError):
     """The checkpoint could not be downloaded (offline, server error, interrupted)."""
 
 
+class WeightsCacheError(VsrError, OSError):
+    """The weights cache folder cannot be used: it is a file, not writable, or out of space."""
+
+
 # --- running --------------------------------------------------------------------------------
 class DeviceError(VsrError, RuntimeError):
     """The requested device or precision is not available."""

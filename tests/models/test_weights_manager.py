@@ -90,8 +90,10 @@ def _register(monkeypatch, name, url, data, *, sha=None) -> wm.WeightsEntry:
 
 
 def _cache_files() -> list[str]:
+    """The cache's files, less the notes of where each checkpoint came from."""
     folder = wm.cache_dir()
-    return sorted(os.listdir(folder)) if folder.exists() else []
+    names = os.listdir(folder) if folder.exists() else []
+    return sorted(n for n in names if not n.endswith(".origin.json"))
 
 
 def test_cache_dir_follows_env_then_platform(monkeypatch, tmp_path):
@@ -214,7 +216,7 @@ def test_cache_file_of_the_wrong_size_is_ignored(payload, monkeypatch):
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(payload[:10])
     assert wm.cached_path("tiny") is None
-    with pytest.raises(WeightsNotFoundError, match="weights fetch"):
+    with pytest.raises(ChecksumMismatchError, match="size is 10 bytes.*weights fetch"):
         wm.resolve_weights(name="tiny", download=False)
 
 

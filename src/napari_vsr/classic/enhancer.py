@@ -52,9 +52,11 @@ class ClassicEnhancer(Enhancer):
             raise ParameterError(f"ClassicEnhancer needs a Pipeline, got {type(pipeline).__name__}")
         scale = pipeline.scale
         if scale is None or scale < 1 or not float(scale).is_integer():
+            shown = "None (a resize 'size' step fixes the size)" if scale is None else scale
             raise ParameterError(
-                f"recipe {pipeline.name!r}: overall scale is {scale}; the engine needs a whole "
-                f"factor >= 1 (use resize 'factor' steps whose product is 1, 2, 3, 4, ...)"
+                f"recipe {pipeline.name!r}: overall scale is {shown}; the engine needs a whole "
+                f"factor >= 1 (use resize 'factor' steps whose product is 1, 2, 3, 4, ...)",
+                path=pipeline.path,
             )
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise ParameterError(f"workers = {workers!r} is invalid; expected an integer >= 1")
@@ -68,6 +70,28 @@ class ClassicEnhancer(Enhancer):
         self.default_chunk = max(2 * self.workers, 4 * self.context, 16 // self.scale**2)
         self._pool: ThreadPoolExecutor | None = None
         self._buffers = BufferRecycler()
+        self._checked: tuple[int, int] | None = None
+
+    def check_frame_size(
+        self, height: int, width: int, *, source: str | None = None
+    ) -> tuple[int, int]:
+        """Refuse frames of this size if a step would make them too large (before any work).
+
+        See :meth:`Pipeline.check_size`; also run by :meth:`enhance` for each new frame size,
+        before the output is allocated.
+
+        Returns
+        -------
+        (int, int)
+            The output ``(height, width)``.
+
+        Raises
+        ------
+        ParameterError
+        """
+        out = self.pipeline.check_size(height, width, source=source)
+        self._checked = (int(height), int(width))
+        return out
 
     def _executor(self) -> ThreadPoolExecutor | None:
         if self.workers == 1:
@@ -92,6 +116,8 @@ class ClassicEnhancer(Enhancer):
         expected = (frames.shape[1] * self.scale, frames.shape[2] * self.scale)
         if frames.ndim not in (3, 4) or frames.dtype not in SUPPORTED_DTYPES:
             return self.pipeline.apply_stack(frames)  # raises the pipeline's own error
+        if self._checked != frames.shape[1:3]:
+            self.check_frame_size(*frames.shape[1:3])
         got = self.pipeline.output_size(*frames.shape[1:3])
         if got != expected:
             raise ParameterError(

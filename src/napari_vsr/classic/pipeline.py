@@ -35,12 +35,22 @@ import yaml
 from napari_vsr.classic import operators as _operators  # noqa: F401 - registers them all
 from napari_vsr.classic.dtypes import check_dtype, restore_layout, to_channels_last
 from napari_vsr.classic.parallel import for_each, opencv_serial
+from napari_vsr.classic.recipe_text import load_recipe_data, read_recipe_text
 from napari_vsr.classic.registry import Operator, get_operator
 from napari_vsr.classic.resize import output_size as resize_output_size
-from napari_vsr.errors import ParameterError, SourceNotFoundError
+from napari_vsr.errors import ParameterError
 
 RECIPE_SUFFIXES = (".json", ".yaml", ".yml")
 _TOP_KEYS = {"name", "description", "steps"}
+#: most steps in a recipe file
+MAX_STEPS = 256
+#: largest frame (pixels) that any step of a recipe may produce: 2**29, e.g. 30720 x 17280
+#: (1080p x16); one such RGB uint8 frame is 1.5 GiB
+MAX_FRAME_PIXELS = 2**29
+#: longest side (pixels) that any step may produce
+MAX_FRAME_SIDE = 65536
+#: (height, width) of the input that ``recipes check`` assumes without ``--size``/``--input``
+REFERENCE_SIZE = (1080, 1920)
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class Pipeline:
         self._steps = tuple(checked)
         self.name = str(name)
         self.description = str(description)
+        #: the recipe file it was read from (:meth:`from_file`), named in size errors
+        self.path: str | None = None
 
     # --- properties -----------------------------------------------------------------------
     @property
@@ -133,6 +145,48 @@ class Pipeline:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output ``(height, width)`` for an input frame of ``(height, width)``."""
         return _output_size(self._steps, height, width)
+
+    def check_size(self, height: int, width: int, *, source: str | None = None) -> tuple[int, int]:
+        """Refuse a recipe whose frames would grow past the documented limits.
+
+        Every step's output is checked (not only the last: ``x16`` then ``x1/16`` has scale 1
+        but needs 256 times the memory in between) against :data:`MAX_FRAME_PIXELS` and
+        :data:`MAX_FRAME_SIDE`.  Nothing is allocated.
+
+        Parameters
+        ----------
+        height, width : int
+            Input frame size in pixels.
+        source : str, optional
+            Where the size came from (a file name, "the reference size"), named in the
+            message.
+
+        Returns
+        -------
+        (int, int)
+            The output ``(height, width)``.
+
+        Raises
+        ------
+        ParameterError
+            Naming the step, the size it would make, the limit and the total scale.
+        """
+        h, w = int(height), int(width)
+        for i, step in enumerate(self._steps, start=1):
+            h, w = _output_size((step,), h, w)
+            if h * w > MAX_FRAME_PIXELS or max(h, w) > MAX_FRAME_SIDE:
+                origin = f" ({source})" if source else ""
+                scale = self.scale
+                total = f"total scale x{scale:g}" if scale is not None else "fixed-size steps"
+                raise ParameterError(
+                    f"recipe {self.name!r}, step {i} ({step.op}): frames of {w}x{h} pixels "
+                    f"(width x height) from a {int(width)}x{int(height)} input{origin}, "
+                    f"{h * w * 3 / 2**30:,.1f} GiB per 8-bit RGB frame; the limit is "
+                    f"{MAX_FRAME_PIXELS:,} pixels per frame and {MAX_FRAME_SIDE} per side "
+                    f"({total}); use smaller resize factors",
+                    path=self.path,
+                )
+        return h, w
 
     # --- running --------------------------------------------------------------------------
     def apply(self, frame: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
@@ -315,6 +369,10 @@ class Pipeline:
         raw_steps = data.get("steps")
         if not isinstance(raw_steps, list) or not raw_steps:
             raise ParameterError(f"{label}: 'steps' must be a non-empty list of steps")
+        if len(raw_steps) > MAX_STEPS:
+            raise ParameterError(
+                f"{label}: {len(raw_steps)} steps; a recipe has at most {MAX_STEPS} steps"
+            )
         name = data.get("name") or (Path(source).stem if source else "recipe")
         steps = []
         for i, raw in enumerate(raw_steps, start=1):
@@ -329,23 +387,28 @@ class Pipeline:
     def from_file(cls, path: str | os.PathLike) -> Pipeline:
         """Load a recipe from ``.json``, ``.yaml`` or ``.yml``.
 
+        The file is read safely (see :mod:`napari_vsr.classic.recipe_text`): at most
+        :data:`~napari_vsr.classic.recipe_text.MAX_RECIPE_BYTES`, UTF-8 only, YAML without
+        anchors or aliases, bounded nesting and value count.  The output size is not checked
+        here (it depends on the input): see :meth:`check_size`.
+
         Raises
         ------
         SourceNotFoundError
             The file does not exist.
         ParameterError
-            Wrong suffix, unparsable text, or an invalid recipe.
+            Wrong suffix, not a regular file, too large, not UTF-8, unparsable text, YAML
+            anchors/aliases, too deep or too many values, or an invalid recipe.
+        UnreadableMediaError
+            Permission denied or another read error.
         """
         p = Path(path)
         suffix = _suffix(p)
-        if not p.is_file():
-            raise SourceNotFoundError("recipe file not found", path=p)
-        text = p.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ParameterError(f"not valid {suffix[1:].upper()}: {exc}", path=p) from None
-        return cls.from_dict(data, source=os.fspath(p))
+        text = read_recipe_text(p)
+        data = load_recipe_data(text, "json" if suffix == ".json" else "yaml", path=p)
+        pipeline = cls.from_dict(data, source=os.fspath(p))
+        pipeline.path = os.fspath(p)
+        return pipeline
 
     def to_text(self, fmt: str = "yaml") -> str:
         """The recipe as ``"yaml"`` or ``"json"`` text."""

@@ -8,6 +8,7 @@ from napari_vsr.models import weights
 from napari_vsr.models.basicvsr import BasicVSRNet
 from napari_vsr.models.checkpoint import (
     check_architecture,
+    check_values,
     generator_state_dict,
     read_checkpoint,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "RealBasicVSRNet",
     "SPyNet",
     "check_architecture",
+    "check_values",
     "generator_state_dict",
     "load_realbasicvsr",
     "parse_dtype",

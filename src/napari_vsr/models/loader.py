@@ -8,7 +8,12 @@ import os
 import torch
 
 from napari_vsr.errors import DeviceError, ParameterError
-from napari_vsr.models.checkpoint import check_architecture, generator_state_dict, read_checkpoint
+from napari_vsr.models.checkpoint import (
+    check_architecture,
+    check_values,
+    generator_state_dict,
+    read_checkpoint,
+)
 from napari_vsr.models.realbasicvsr import RealBasicVSRNet
 from napari_vsr.models.weights import ProgressCallback, resolve_weights, sha256_file
 
@@ -85,6 +90,7 @@ def load_realbasicvsr(
     with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
         net = RealBasicVSRNet()
     check_architecture(net, state, path=path)
+    check_values(state, path=path)  # NaN/Inf or integer weights: refused, not a black video
     net.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
     net.weights_path = str(path)
     net.weights_sha256 = sha256_file(path)
