@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+#: every case is a recipe file (run through ``recipes check`` and ``enhance --recipe``)
+ROLE = "recipe"
+
 
 def billion_laughs_yaml() -> str:
     """The classic alias bomb: 10 levels of 9 aliases, 9**10 strings once expanded (~1 KB)."""
