@@ -69,6 +69,14 @@ def _frame_list(indices: list[int], *, most: int = 10) -> str:
     return f"frames {shown}{more}"
 
 
+def _av_reason(exc: BaseException) -> str:
+    """FFmpeg's words for what went wrong (``strerror``), from ``exc`` or its cause."""
+    for e in (exc, exc.__cause__):
+        if isinstance(e, av.error.FFmpegError):
+            return e.strerror or str(e)
+    return str(exc)
+
+
 def _decoded_after(order: list[int], ts: int, key_ts: set[int]) -> set[int]:
     """Timestamps decoded after the packet ``ts`` and before the next keyframe, in ``order``."""
     try:
@@ -85,6 +93,11 @@ def _decoded_after(order: list[int], ts: int, key_ts: set[int]) -> set[int]:
 
 class _IndexMismatch(Exception):
     """A decoded timestamp is not in an index built from sample tables."""
+
+
+class _ThreadedDecodeError(Exception):
+    """The threaded decoder refused a packet: frame threads report an error some packets
+    late, so which frame failed is learnt by decoding the stretch again unthreaded."""
 
 
 def _output_format(pix_fmt: str | None) -> tuple[str, int, np.dtype]:
@@ -455,9 +468,12 @@ class VideoFrames(FrameArray):
             for frame in self._decoder:
                 self._decoder, self._next = None, None
                 return frame
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, CorruptFrameError) as exc:
             raise TruncatedMediaError(
-                f"the first frame cannot be decoded ({exc})", path=self._path, readable_frames=0
+                f"the first frame cannot be decoded ({_av_reason(exc)}); the file is corrupt "
+                "or its headers do not match its data",
+                path=self._path,
+                readable_frames=0,
             ) from exc
         raise TruncatedMediaError("no frame could be decoded", path=self._path, readable_frames=0)
 
@@ -581,6 +597,8 @@ class VideoFrames(FrameArray):
             except av.error.EOFError:
                 raise
             except av.error.FFmpegError as exc:
+                if self._active:  # threaded: the error may belong to an earlier packet
+                    raise _ThreadedDecodeError from exc
                 self._packet_failed(packet, exc)
                 continue
             yield from decoded
@@ -634,7 +652,7 @@ class VideoFrames(FrameArray):
         if idx is None:
             if not self._skip_bad:
                 raise CorruptFrameError(
-                    f"decoding failed near frame {self._next or 0} ({exc}); the file is "
+                    f"decoding failed near frame {self._next or 0} ({_av_reason(exc)}); the file is "
                     "corrupt; add --skip-bad-frames (skip_bad_frames=True) to replace "
                     "undecodable frames by the previous one",
                     path=self._path,
@@ -643,9 +661,9 @@ class VideoFrames(FrameArray):
                 ) from exc
             log.info("%s: a packet without a frame index failed to decode: %s", self._path, exc)
             return
-        self._frame_failed(idx, f"the decoder refused its data ({exc})")
+        self._frame_failed(idx, f"the decoder refused its data ({_av_reason(exc)})", cause=exc)
 
-    def _frame_failed(self, idx: int, why: str) -> None:
+    def _frame_failed(self, idx: int, why: str, *, cause: BaseException | None = None) -> None:
         """Frame ``idx`` is bad; so are the frames decoded after it up to the next keyframe.
 
         Those refer to it (or to frames that do) and come out of the decoder with wrong
@@ -655,7 +673,7 @@ class VideoFrames(FrameArray):
         self._why = getattr(self, "_why", {})
         self._why[idx] = why
         if not self._skip_bad:
-            raise self._bad_frame_error(idx)
+            raise self._bad_frame_error(idx) from cause
         log.info("%s: frame %d is bad: %s", self._path, idx, why)
         order = getattr(self, "_order", None)
         if order:
@@ -671,7 +689,7 @@ class VideoFrames(FrameArray):
                 else "it cannot be decoded"
             )
         return CorruptFrameError(
-            f"frame {i} of {len(self)} is unreadable: {why}; add --skip-bad-frames "
+            f"frame {i} of {len(self._pts_list)} is unreadable: {why}; add --skip-bad-frames "
             "(skip_bad_frames=True) to replace undecodable frames by the previous one",
             path=self._path,
             frame_index=i,
@@ -725,7 +743,13 @@ class VideoFrames(FrameArray):
         backfill = min(BACKFILL, self._cache_frames() // 4) if stepping_back and not near else 0
         for _attempt in range(4):
             # retries decode every frame, in case a skipped one was what went wrong
-            result = self._decode_until(i, skip=self._skip and _attempt == 0, backfill=backfill)
+            skip = self._skip and _attempt == 0
+            try:
+                result = self._decode_until(i, skip=skip, backfill=backfill)
+            except _ThreadedDecodeError:
+                log.debug("%s: decode error near frame %d; decoding again unthreaded", self._path, i)
+                self._seek_to_key(key_pos, threaded=False)
+                result = self._decode_until(i, skip=skip, backfill=backfill)
             if result is not None:
                 return result
             if i in self._bad:
