@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,14 +43,14 @@ def packet_spans(path: Path) -> list[tuple[int, int, int, bool]]:
     return [(order[pts], pos, size, key) for pts, pos, size, key in rows]
 
 
-def corrupt_middle_mkv(path: Path, *, frame: int = 9) -> Path:
+def corrupt_middle_mkv(path: Path, *, frame: int = 9, fps: Fraction | int = 25) -> Path:
     """A Matroska clip whose block of presentation frame ``frame`` (a P-frame) is overwritten.
 
     The damaged block header makes the demuxer resync at the next cluster, so every packet
     up to the next keyframe disappears from the demuxed stream (the measured case: 23 of 31
     frames read, exit code 0).
     """
-    media.make_video(path, n_frames=N_FRAMES, gop=GOP, bframes=2)
+    media.make_video(path, n_frames=N_FRAMES, gop=GOP, bframes=2, fps=fps)
     spans = packet_spans(path)
     _, pos, size, key = next(s for s in spans if s[0] == frame)
     assert not key, "the damaged frame must not be a keyframe"

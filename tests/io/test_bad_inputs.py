@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -328,6 +329,25 @@ def test_matroska_lost_frames_replaced_with_skip_bad_frames(corrupt, media_mod):
         codes, replaced = _assert_no_lies(frames, media_mod)
         assert replaced == [9, 10, 11] and codes[9:12] == [8, 8, 8]
         assert frames.metadata["replaced_frames"] == replaced
+
+
+def test_matroska_lost_frames_found_at_ntsc_rates(tmp_path, media_mod):
+    # millisecond timestamps at 30000/1001 fps step by 33 and 34: still a regular grid
+    path = corpus.corrupt_middle_mkv(tmp_path / "ntsc.mkv", frame=9, fps=Fraction(30000, 1001))
+    with pytest.raises(CorruptFrameError, match=r"frames 9, 10, 11 of 31 are missing"):
+        open_frames(path)
+    with open_frames(path, skip_bad_frames=True) as frames:
+        _, replaced = _assert_no_lies(frames, media_mod)
+    assert replaced == [9, 10, 11]
+
+
+def test_dropped_frames_in_the_timing_alone_are_not_corruption(tmp_path, media_mod):
+    # a screen recording that dropped frames: a hole in the timestamps, but no data lost
+    times = [i / 25 for i in range(31) if i not in (9, 10, 11)]
+    path = media_mod.make_video(tmp_path / "drops.mkv", n_frames=len(times), frame_times=times)
+    with open_frames(path) as frames:
+        assert len(frames) == 28 and frames.metadata["missing_frames"] == []
+        assert [media_mod.read_barcode(f) for f in frames] == list(range(28))
 
 
 def test_undecodable_mp4_frame_stops_reading_with_its_index(corrupt, media_mod):

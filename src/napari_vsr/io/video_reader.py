@@ -299,20 +299,11 @@ class VideoFrames(FrameArray):
         complete = True
         discarded = 0
         corrupt_ts: set[int] = set()
-        # Matroska/WebM demuxers resync silently past corrupt data (the packets in it are just
-        # not returned): the byte ranges of every stream's packets show where data was lost
-        resyncs = self._container.format.name.startswith("matroska")
-        spans: list[tuple[int, int, int | None]] = []  # (pos, end, video ts or None)
         try:
-            for packet in self._container.demux(*([] if resyncs else [stream])):
+            for packet in self._container.demux(stream):
                 if packet.size == 0:
                     continue
                 ts = packet.pts if packet.pts is not None else packet.dts
-                video = packet.stream.index == stream.index
-                if resyncs and packet.pos is not None and packet.pos >= 0:
-                    spans.append((packet.pos, packet.pos + packet.size, ts if video else None))
-                if not video:
-                    continue
                 if packet.is_discard:  # cut by an edit list: never shown
                     discarded += 1
                     continue
@@ -347,7 +338,7 @@ class VideoFrames(FrameArray):
                     seen.add(s)
                     uniq.append((s, k))
             stamps = uniq
-        lost = self._lost_frames([s for s, _ in stamps], spans) if spans else []
+        lost = self._lost_frames(stream, [s for s, _ in stamps])
         missing_ts = set(lost)
         if lost:
             stamps = sorted(stamps + [(ts, False) for ts in lost])
@@ -367,31 +358,54 @@ class VideoFrames(FrameArray):
         self._bad = {i for i, s in enumerate(pts) if s in bad_ts}
         return pts, keys, complete
 
-    def _lost_frames(self, pts: list[int], spans: list[tuple[int, int, int | None]]) -> list[int]:
-        """Timestamps of the frames a resyncing demuxer dropped with corrupt data.
+    def _lost_frames(self, stream, pts: list[int]) -> list[int]:
+        """Timestamps of the frames a Matroska/WebM demuxer dropped with corrupt data.
 
-        Two facts must agree, so that neither a stream with dropped frames in its timing
-        (screen recordings) nor a container with extra data between packets is taken for
-        corrupt: the packets leave a hole of more than ``LOST_BYTES`` in the file, and the
-        video's timestamps, on the regular grid of a constant-frame-rate stream, have holes
-        next to it (within ``LOST_REORDER`` frames).  For variable frame rate the holes
-        cannot be placed; the loss is logged.
+        Those demuxers resync silently past corrupt data: the packets in it are just not
+        returned.  Two facts must agree, so that neither a stream with dropped frames in its
+        timing (screen recordings) nor a container with extra data between packets is taken
+        for corrupt: the video's timestamps, on the regular grid of a constant-frame-rate
+        stream, have holes, and the packets of all streams leave a hole of more than
+        ``LOST_BYTES`` in the file next to them (within ``LOST_REORDER`` frames).  The second
+        look (a demux of every stream) is taken only when the first shows holes.  With a
+        variable frame rate lost frames cannot be located; they are not looked for.
 
         Parameters
         ----------
+        stream : av.video.stream.VideoStream
         pts : list of int
             Sorted presentation timestamps of the video packets present.
-        spans : list of (pos, end, ts)
-            Byte range of every packet of every stream; ``ts`` for video packets, else None.
         """
+        self._after_holes = []  # the first video packet after each hole in the file
+        if not self._container.format.name.startswith("matroska") or len(pts) < 3:
+            return []
+        deltas = np.diff(np.asarray(pts, dtype=np.float64))
+        median = float(np.median(deltas))
+        if median <= 0:
+            return []
+        single = deltas[deltas < 1.5 * median]
+        step = float(single.mean())  # 33.37 for 29.97 fps in milliseconds (deltas 33 and 34)
+        ratio = deltas / step
+        mult = np.rint(ratio)
+        regular = len(single) >= 0.8 * len(deltas) and bool(np.all(np.abs(ratio - mult) < 0.25))
+        if not regular or mult.max() < 2:
+            return []  # variable frame rate, or no hole in the timing
+        spans = []  # (pos, end, video ts or None) of every packet of every stream
+        try:
+            self._container.seek(0)
+            for packet in self._container.demux():
+                if packet.size and packet.pos is not None and packet.pos >= 0:
+                    video = packet.stream.index == stream.index
+                    ts = (packet.pts if packet.pts is not None else packet.dts) if video else None
+                    spans.append((packet.pos, packet.pos + packet.size, ts))
+        except av.error.FFmpegError:
+            pass  # demuxing stopped early: the index pass has said so
         spans.sort()
         holes = []  # (byte offset, size, video ts next to it)
-        self._after_holes = []  # the first video packet after each hole
         last_end, last_ts, after = None, None, False
         for pos, end, ts in spans:
             if last_end is not None and pos - last_end > LOST_BYTES:
-                near = ts if ts is not None else last_ts
-                holes.append((last_end, pos - last_end, near))
+                holes.append((last_end, pos - last_end, ts if ts is not None else last_ts))
                 after = True
             if after and ts is not None:
                 self._after_holes.append(ts)
@@ -399,12 +413,6 @@ class VideoFrames(FrameArray):
             last_end = max(end, last_end or 0)
             if ts is not None:
                 last_ts = ts
-        if not holes or len(pts) < 3:
-            return []
-        deltas = np.diff(np.asarray(pts, dtype=np.int64))
-        values, counts = np.unique(deltas, return_counts=True)
-        step = int(values[np.argmax(counts)])
-        regular = step > 0 and counts.max() >= 0.8 * len(deltas) and not np.any(deltas % step)
         for offset, size, _ in holes:
             log.info(
                 "%s: %d bytes of corrupt data at byte %d were skipped by the demuxer",
@@ -412,12 +420,12 @@ class VideoFrames(FrameArray):
                 size,
                 offset,
             )
-        if not regular:
-            log.warning("%s: variable frame rate: frames lost there cannot be located", self._path)
-            return []
-        grid = set(range(pts[0], pts[-1] + 1, step))
-        absent = sorted(grid - set(pts))
         window = LOST_REORDER * step
+        absent = [
+            pts[k] + round(j * deltas[k] / mult[k])
+            for k in np.flatnonzero(mult >= 2)
+            for j in range(1, int(mult[k]))
+        ]
         return [
             ts
             for ts in absent
@@ -793,7 +801,9 @@ class VideoFrames(FrameArray):
                 if idx is None and self._from_table:
                     raise _IndexMismatch
                 if idx is not None and (frame.is_corrupt or idx in self._bad):
-                    if frame.is_corrupt:  # decoded with errors (concealed)
+                    # flagged frames shown before the keyframe a seek started at (open GOP)
+                    # lack their references because of the seek, not because of the file
+                    if frame.is_corrupt and idx >= self._expect:  # decoded with errors
                         self._frame_failed(idx, "it decodes only with errors (corrupt data)")
                     self._next = idx + 1
                     if idx >= i:
