@@ -401,3 +401,21 @@ def test_header_claiming_a_huge_picture_is_refused(tmp_path):
     path = corpus.huge_header_avi(tmp_path / "huge.avi")
     with pytest.raises(TruncatedMediaError, match="headers do not match its data"):
         open_frames(path)
+
+
+def test_every_corpus_input_is_refused_by_a_project_error_or_read(tmp_path):
+    made = corpus.build(tmp_path / "corpus")
+    assert set(made) >= {"fifo", "symlink_loop", "corrupt_middle_mkv", "dir_named_mp4"}
+    outcomes = {}
+    for name, path in made.items():
+        try:
+            with open_frames(path) as frames:
+                frames[:]  # every frame decodes, or the error names the bad one
+            outcomes[name] = "read"
+        except VsrError as exc:
+            assert str(path) in str(exc), (name, exc)
+            outcomes[name] = type(exc).__name__
+    assert outcomes["fifo"] == "UnreadableMediaError"
+    assert outcomes["corrupt_middle_mkv"] == outcomes["corrupt_middle_mp4"] == "CorruptFrameError"
+    assert outcomes["dangling_symlink"] == "SourceNotFoundError"
+    assert "read" not in outcomes.values()
