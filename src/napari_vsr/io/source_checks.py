@@ -15,6 +15,9 @@ from pathlib import Path
 
 from napari_vsr.errors import SourceNotFoundError, SourcePermissionError, UnreadableMediaError
 
+#: never wait in ``open`` (a file replaced by a FIFO after the ``stat``); absent on Windows
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
 #: what ``stat`` calls the file types a reader refuses
 _NOT_REGULAR = (
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
@@ -111,7 +114,7 @@ def check_source(path: str | os.PathLike) -> os.stat_result:
         if stat.S_ISDIR(mode):
             os.scandir(p).close()
         else:
-            os.close(os.open(p, os.O_RDONLY | os.O_NONBLOCK))
+            os.close(os.open(p, os.O_RDONLY | _NONBLOCK))
     except OSError as exc:
         raise translate_os_error(exc, p, "opening it") from exc
     return st
