@@ -170,6 +170,10 @@ class VideoFrames(FrameArray):
         self._missing: set[int] = set()  # frames the demuxer lost (see _index)
         self._bad: set[int] = set()  # frames known not to decode
         self._replaced: set[int] = set()  # bad frames read so far, replaced by a previous one
+        self._why: dict[int, str] = {}  # why a bad frame is bad, for its error message
+        self._order: list[int] = []  # pts in decode order (demux index only)
+        self._key_ts: set[int] = set()  # pts of keyframes (demux index only)
+        self._after_holes: list[int] = []  # pts of the first packet after lost data
         path = Path(path)
         check_source(path)  # a FIFO or device would block av.open; loops and permissions named
         if path.is_file() and path.stat().st_size == 0:
@@ -350,7 +354,7 @@ class VideoFrames(FrameArray):
         for ts in corrupt_ts:
             bad_ts |= _decoded_after(order, ts, key_ts)
         if lost:  # frames decoded after lost data refer to what was lost, up to a keyframe
-            for ts in getattr(self, "_after_holes", []):
+            for ts in self._after_holes:
                 if ts in key_ts:
                     continue
                 bad_ts.add(ts)
@@ -678,18 +682,16 @@ class VideoFrames(FrameArray):
         pictures and no error flag, so they are replaced too.
         """
         self._bad.add(idx)
-        self._why = getattr(self, "_why", {})
         self._why[idx] = why
         if not self._skip_bad:
             raise self._bad_frame_error(idx) from cause
         log.info("%s: frame %d is bad: %s", self._path, idx, why)
-        order = getattr(self, "_order", None)
-        if order:
-            after = _decoded_after(order, self._pts_list[idx], self._key_ts)
+        if self._order:
+            after = _decoded_after(self._order, self._pts_list[idx], self._key_ts)
             self._bad.update(self._pos[t] for t in after if t in self._pos)
 
     def _bad_frame_error(self, i: int) -> CorruptFrameError:
-        why = getattr(self, "_why", {}).get(i)
+        why = self._why.get(i)
         if why is None:
             why = (
                 "its data is missing (the demuxer skipped corrupt data)"
