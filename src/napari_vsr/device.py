@@ -164,8 +164,40 @@ def release_memory(device: torch.device | str) -> None:
         torch.mps.empty_cache()
 
 
+#: words of the out-of-memory messages of CUDA/MPS ("out of memory"), PyTorch's CPU allocator
+#: ("DefaultCPUAllocator: can't allocate memory"), numpy ("Unable to allocate 3.1 GiB for an
+#: array") and OpenCV ("Insufficient memory")
+_OOM_WORDS = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "unable to allocate",
+    "insufficient memory",
+)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether an exception is a device out-of-memory error (CUDA or MPS)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    """Whether an exception is an out-of-memory error, on a device or in host memory.
+
+    True for ``torch.cuda.OutOfMemoryError``, any ``MemoryError`` (numpy's "Unable to
+    allocate" is one), and a ``RuntimeError`` (PyTorch: CUDA, MPS, the CPU allocator) or an
+    OpenCV error whose message says memory ran out.
+    """
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    opencv = type(exc).__module__.split(".")[0] == "cv2"
+    if not (isinstance(exc, RuntimeError) or opencv):
+        return False
+    text = str(exc).lower()
+    return any(words in text for words in _OOM_WORDS)
+
+
+def memory_kind(exc: BaseException) -> str:
+    """What ran out, for a message about an out-of-memory ``exc``: "device memory" or "memory".
+
+    "device memory" for CUDA and MPS errors, "memory" for host (CPU) allocations.
+    """
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "device memory"
+    text = str(exc).lower()
+    return "device memory" if ("cuda" in text or "mps" in text) else "memory"

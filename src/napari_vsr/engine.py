@@ -44,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from napari_vsr.device import is_out_of_memory, release_memory
+from napari_vsr.device import is_out_of_memory, memory_kind, release_memory
 from napari_vsr.enhancer import Enhancer
 from napari_vsr.errors import Cancelled, DeviceError, ParameterError, UnsupportedDtypeError
 
@@ -356,14 +356,16 @@ class _Runner:
                 self._free()
                 current = self.tile or max(h, w)
                 smaller = max(MIN_TILE, current // 2)
+                memory = memory_kind(exc)
                 if not self.enhancer.tileable or smaller >= current:
                     raise DeviceError(
-                        f"out of device memory on frames of {w}x{h}"
+                        f"out of {memory} on {n} frames of {w}x{h}"
                         + (f" even with tiles of {current} px" if self.enhancer.tileable else "")
-                        + "; use a smaller --chunk, --tile or another device"
+                        + "; use a smaller --chunk"
+                        + (", --tile or another device" if self.enhancer.tileable else "")
                     ) from exc
                 self.tile = smaller
-                message = f"out of device memory: retrying the chunk with {smaller} px tiles"
+                message = f"out of {memory}: retrying the chunk with {smaller} px tiles"
                 log.warning(message)
                 self.notify(message)
 

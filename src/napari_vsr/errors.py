@@ -47,6 +47,22 @@ class TruncatedMediaError(UnreadableMediaError):
         super().__init__(message, path=path)
 
 
+class CorruptFrameError(TruncatedMediaError):
+    """A frame in the middle of the media cannot be decoded; ``frame_index`` says which.
+
+    ``skip_bad_frames=True`` (``--skip-bad-frames``) replaces such frames by the previous one
+    instead of stopping.
+    """
+
+    def __init__(self, message: str, *, path=None, frame_index: int, readable_frames=None):
+        self.frame_index = frame_index
+        super().__init__(message, path=path, readable_frames=readable_frames)
+
+
+class SourcePermissionError(VsrError, PermissionError):
+    """A file or folder exists but this user may not read it."""
+
+
 class FrameStackError(VsrError, ValueError):
     """A folder or stack of frames is inconsistent (empty, mixed sizes, mixed channels)."""
 

@@ -99,7 +99,7 @@ def parse_frame_range(text: str | None) -> tuple[int | None, int | None] | None:
     return start, stop
 
 
-def open_source(path: str):
+def open_source(path: str, *, skip_bad_frames: bool = False):
     """Any reader source, plus zarr arrays (``*.zarr``) written by this tool."""
     if Path(path).suffix.lower() == ".zarr":
         from napari_vsr.io.zarr_store import open_result_store
@@ -107,7 +107,38 @@ def open_source(path: str):
         return open_result_store(path, mode="r")
     from napari_vsr.io import open_frames
 
-    return open_frames(path)
+    return open_frames(path, skip_bad_frames=skip_bad_frames)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, in the form of the CLI's error lines."""
+    print(f"napari-vsr enhance: warning: {message}", file=sys.stderr)
+
+
+#: realbasicvsr-only options: (namespace attribute, option, its default)
+_NETWORK_OPTIONS = (
+    ("device", "--device", "auto"),
+    ("precision", "--precision", "auto"),
+    ("weights", "--weights", None),
+    ("compile", "--compile", False),
+    ("no_channels_last", "--no-channels-last", False),
+)
+
+
+def _warn_ignored_options(args: argparse.Namespace) -> None:
+    """Say which network options the classic method ignores, when any was given."""
+    if args.method != "classic":
+        return
+    given = [opt for name, opt, default in _NETWORK_OPTIONS if getattr(args, name) != default]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        warn(f"{'/'.join(given)} {verb} to realbasicvsr only; ignored by the classic method")
+
+
+def _replaced_line(indices: list[int], *, most: int = 10) -> str:
+    shown = ", ".join(str(i) for i in indices[:most]) + (", ..." if len(indices) > most else "")
+    word = "frame" if len(indices) == 1 else "frames"
+    return f"replaced {len(indices)} undecodable {word} ({shown}) by the previous frame"
 
 
 def source_fps(meta: dict):
@@ -146,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     if (out_path.exists() or out_path.is_symlink()) and not args.overwrite:
         raise OutputExistsError("already exists; add --overwrite to replace it", path=out_path)
     frame_range = parse_frame_range(args.frames)
-    source = open_source(args.input)
+    _warn_ignored_options(args)
+    source = open_source(args.input, skip_bad_frames=args.skip_bad_frames)
     bar = None if args.quiet else ProgressBar("enhance")
     try:
         meta = getattr(source, "metadata", None)
@@ -157,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= start < stop:
             raise ParameterError(
                 f"--frames: {args.frames!r} selects no frames of the {n} in {args.input}"
+            )
+        if frame_range is not None and frame_range[1] is not None and frame_range[1] > n:
+            warn(
+                f"--frames {args.frames}: {args.input} has only {n} frames; enhancing frames "
+                f"{start}:{stop}"
             )
         enhancer = make_enhancer(
             args.method,
@@ -217,13 +254,20 @@ def run(args: argparse.Namespace) -> int:
         if close is not None:
             close()
     print(f"wrote {stop - start} frames to {out_path}", file=sys.stderr)
+    replaced = list(getattr(source, "replaced_frames", None) or [])
+    if replaced:
+        warn(_replaced_line(replaced))
     return 0
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """argparse ``type=`` for counts: a whole number >= 0 (the error names the option)."""
+    try:
+        value = int(text.strip())
+    except (ValueError, AttributeError):
+        value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text!r}")
     return value
 
 
@@ -279,5 +323,11 @@ def register(subparsers) -> None:
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle streams")
+    p.add_argument(
+        "--skip-bad-frames",
+        action="store_true",
+        help="replace video frames that cannot be decoded by the previous good frame (and say "
+        "how many) instead of stopping",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -8,11 +8,16 @@ import sys
 from typing import Any
 
 
-def describe(path: str) -> dict[str, Any]:
-    """The facts ``info`` prints, as a JSON-serialisable dict."""
+def describe(path: str, *, skip_bad_frames: bool = False) -> dict[str, Any]:
+    """The facts ``info`` prints, as a JSON-serialisable dict.
+
+    With ``skip_bad_frames``, a video whose demuxer lost frames to corrupt data opens anyway
+    and ``missing_frames`` lists them (they would be replaced by the previous frame on
+    reading); without it such a video raises CorruptFrameError.
+    """
     from napari_vsr.io import open_frames
 
-    with open_frames(path) as frames:
+    with open_frames(path, skip_bad_frames=skip_bad_frames) as frames:
         md = frames.metadata
         t, h, w = frames.shape[:3]
         facts: dict[str, Any] = {
@@ -39,6 +44,7 @@ def describe(path: str) -> dict[str, Any]:
                     "rotation_applied": md.get("rotation_applied"),
                     "audio_streams": md.get("audio_streams", []),
                     "subtitle_streams": md.get("subtitle_streams", []),
+                    "missing_frames": md.get("missing_frames", []),
                 }
             )
         elif md.get("axes"):
@@ -92,6 +98,16 @@ def format_facts(facts: dict[str, Any]) -> str:
         subs = facts.get("subtitle_streams") or []
         if subs:
             rows.append(("subtitle streams", len(subs)))
+        missing = facts.get("missing_frames") or []
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            rows.append(
+                (
+                    "missing frames",
+                    f"{len(missing)} ({shown}): lost to corrupt data; replaced by the previous "
+                    "frame on reading",
+                )
+            )
     if facts.get("axes"):
         rows.append(("axes", facts["axes"]))
     width = max(len(k) for k, _ in rows)
@@ -99,7 +115,7 @@ def format_facts(facts: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    facts = describe(args.path)
+    facts = describe(args.path, skip_bad_frames=args.skip_bad_frames)
     if args.json:
         json.dump(facts, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -117,4 +133,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("path", metavar="PATH", help="video file, folder of images or TIFF stack")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.add_argument(
+        "--skip-bad-frames",
+        action="store_true",
+        help="open a video whose demuxer lost frames to corrupt data, and list them",
+    )
     p.set_defaults(func=run)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from napari_vsr.errors import SourceNotFoundError, UnreadableMediaError
+from napari_vsr.errors import UnreadableMediaError
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
+from napari_vsr.io.source_checks import check_source
 from napari_vsr.io.stack_reader import IMAGE_EXTENSIONS, FolderFrames, TiffFrames
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif"})
@@ -45,7 +46,11 @@ def is_supported(path: str | os.PathLike) -> bool:
 
 
 def open_frames(
-    path: str | os.PathLike, *, cache_mb: float = DEFAULT_CACHE_MB, apply_rotation: bool = True
+    path: str | os.PathLike,
+    *,
+    cache_mb: float = DEFAULT_CACHE_MB,
+    apply_rotation: bool = True,
+    skip_bad_frames: bool = False,
 ) -> FrameArray:
     """Open a video, a folder of images or a multi-page TIFF as a lazy frame array.
 
@@ -57,6 +62,10 @@ def open_frames(
         Memory budget of the decoded-frame cache (MiB).
     apply_rotation : bool, keyword-only
         Turn videos with rotation metadata (phone clips) upright, as players do.
+    skip_bad_frames : bool, keyword-only
+        Video: replace a frame that cannot be decoded (or that the demuxer lost to corrupt
+        data) by the previous good one, instead of raising CorruptFrameError; the replaced
+        indices accumulate in ``metadata["replaced_frames"]`` as they are read.
 
     Returns
     -------
@@ -67,24 +76,27 @@ def open_frames(
         ``fps_fraction`` ("30000/1001"), ``nominal_fps``, ``time_base``, ``duration_s``,
         ``codec``, ``pix_fmt``, ``rotation`` (ccw degrees), ``rotation_applied``, ``has_audio``,
         ``has_subtitles``,
-        ``audio_streams``.  Video arrays also offer ``frame_times()``.
+        ``audio_streams``, ``missing_frames`` (lost by the demuxer), ``replaced_frames``.  Video arrays also offer ``frame_times()``.
 
     Raises
     ------
     SourceNotFoundError
-        The path does not exist.
+        The path does not exist, or is a dangling symlink.
+    SourcePermissionError
+        The path may not be read by this user.
     UnreadableMediaError
-        Empty file, not a video, no video stream, unsupported extension.
+        Empty file, not a video, no video stream, unsupported extension; a FIFO, device or
+        socket (refused without opening it); a symlink loop.
     TruncatedMediaError
         The data stops early or is corrupt; ``readable_frames`` says how far it got.
+        Its subclass CorruptFrameError (also raised by reads) names the bad ``frame_index``.
     FrameStackError
         Empty folder, frames of different sizes, unsupported TIFF layout.
     UnsupportedDtypeError
         A pixel type other than uint8/uint16/float32.
     """
     p = Path(path)
-    if not p.exists():
-        raise SourceNotFoundError("no such file or folder", path=p)
+    check_source(p)  # FIFOs, devices, symlink loops, permissions: refused before opening
     if p.is_dir():
         return FolderFrames(p, cache_mb=cache_mb)
     kind = source_kind(p)
@@ -93,7 +105,9 @@ def open_frames(
     if kind == "video":
         from napari_vsr.io.video_reader import VideoFrames
 
-        return VideoFrames(p, cache_mb=cache_mb, apply_rotation=apply_rotation)
+        return VideoFrames(
+            p, cache_mb=cache_mb, apply_rotation=apply_rotation, skip_bad_frames=skip_bad_frames
+        )
     raise UnreadableMediaError(
         f"unsupported file type {p.suffix or '(no extension)'!r}: expected a video "
         f"({', '.join(sorted(VIDEO_EXTENSIONS))}), a TIFF stack or a folder of images",

@@ -34,9 +34,10 @@ from typing import Any
 import av
 import numpy as np
 
-from napari_vsr.errors import SourceNotFoundError, TruncatedMediaError, UnreadableMediaError
+from napari_vsr.errors import CorruptFrameError, TruncatedMediaError, UnreadableMediaError
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.mp4_index import read_sample_table
+from napari_vsr.io.source_checks import check_source
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,52 @@ STEP_BACK_WINDOW = 2 * (BACKFILL + 1)
 #: files with at least this many frames are indexed from MP4/MOV sample tables when possible
 #: (reading a few boxes instead of demuxing the whole file)
 FAST_INDEX_MIN_FRAMES = 2000
+#: a gap of more than this many bytes between the packets of a Matroska/WebM file is data the
+#: demuxer skipped as corrupt (container overhead between packets is under 64 bytes)
+LOST_BYTES = 256
+#: a missing timestamp counts as lost in such a gap when it is at most this many frames from
+#: the packets next to it (B-frame reordering puts presentation and file order apart)
+LOST_REORDER = 16
+
+
+def _frame_list(indices: list[int], *, most: int = 10) -> str:
+    """``"frame 4"``, ``"frames 9, 10, 11"`` or ``"frames 1, 2, ... (25 in all)"``."""
+    if len(indices) == 1:
+        return f"frame {indices[0]}"
+    shown = ", ".join(str(i) for i in indices[:most])
+    more = f", ... ({len(indices)} in all)" if len(indices) > most else ""
+    return f"frames {shown}{more}"
+
+
+def _av_reason(exc: BaseException) -> str:
+    """FFmpeg's words for what went wrong (``strerror``), from ``exc`` or its cause."""
+    for e in (exc, exc.__cause__):
+        if isinstance(e, av.error.FFmpegError):
+            return e.strerror or str(e)
+    return str(exc)
+
+
+def _decoded_after(order: list[int], ts: int, key_ts: set[int]) -> set[int]:
+    """Timestamps decoded after the packet ``ts`` and before the next keyframe, in ``order``."""
+    try:
+        start = order.index(ts)
+    except ValueError:
+        return set()
+    out = set()
+    for t in order[start + 1 :]:
+        if t in key_ts:
+            break
+        out.add(t)
+    return out
 
 
 class _IndexMismatch(Exception):
     """A decoded timestamp is not in an index built from sample tables."""
+
+
+class _ThreadedDecodeError(Exception):
+    """The threaded decoder refused a packet: frame threads report an error some packets
+    late, so which frame failed is learnt by decoding the stretch again unthreaded."""
 
 
 def _output_format(pix_fmt: str | None) -> tuple[str, int, np.dtype]:
@@ -97,6 +140,11 @@ class VideoFrames(FrameArray):
     threads : bool
         Let FFmpeg decode with frame and slice threads when reading on (seeks are always
         decoded without frame threads, which is faster for them; see the module notes).
+    skip_bad_frames : bool
+        Replace a frame that does not decode (refused by the decoder, flagged corrupt, lost by
+        the demuxer, or decoded after such a frame from its broken references, up to the next
+        keyframe) by the last good frame before it, instead of raising CorruptFrameError.
+        :attr:`replaced_frames` and ``metadata["replaced_frames"]`` list those read so far.
 
     Notes
     -----
@@ -115,11 +163,19 @@ class VideoFrames(FrameArray):
         cache_mb: float = DEFAULT_CACHE_MB,
         threads: bool = True,
         apply_rotation: bool = True,
+        skip_bad_frames: bool = False,
     ):
         self._apply_rotation = bool(apply_rotation)
+        self._skip_bad = bool(skip_bad_frames)
+        self._missing: set[int] = set()  # frames the demuxer lost (see _index)
+        self._bad: set[int] = set()  # frames known not to decode
+        self._replaced: set[int] = set()  # bad frames read so far, replaced by a previous one
+        self._why: dict[int, str] = {}  # why a bad frame is bad, for its error message
+        self._order: list[int] = []  # pts in decode order (demux index only)
+        self._key_ts: set[int] = set()  # pts of keyframes (demux index only)
+        self._after_holes: list[int] = []  # pts of the first packet after lost data
         path = Path(path)
-        if not path.exists():
-            raise SourceNotFoundError("no such file", path=path)
+        check_source(path)  # a FIFO or device would block av.open; loops and permissions named
         if path.is_file() and path.stat().st_size == 0:
             raise UnreadableMediaError("the file is empty (0 bytes)", path=path)
         try:
@@ -136,6 +192,9 @@ class VideoFrames(FrameArray):
         except BaseException:
             container.close()
             raise
+        self.metadata["skip_bad_frames"] = self._skip_bad
+        self.metadata["missing_frames"] = sorted(self._missing)
+        self.metadata["replaced_frames"] = []
 
     def _setup(self, path: Path, *, threads: bool, cache_mb: float) -> None:
         container = self._container
@@ -188,7 +247,21 @@ class VideoFrames(FrameArray):
         super().__init__(shape, dtype, meta, cache_mb=cache_mb)
 
     def _check_complete(self, stream, pts: list[int], complete: bool) -> None:
-        """Raise TruncatedMediaError when fewer frames arrived than the container declares."""
+        """Raise TruncatedMediaError when fewer frames arrived than the container declares.
+
+        Frames the demuxer lost in the middle (``self._missing``) raise CorruptFrameError
+        naming them, unless bad frames are to be skipped.
+        """
+        if self._missing and not self._skip_bad:
+            missing = sorted(self._missing)
+            raise CorruptFrameError(
+                f"{_frame_list(missing)} of {len(pts)} are missing: the data around them is "
+                "corrupt and the demuxer skipped it; add --skip-bad-frames "
+                "(skip_bad_frames=True) to replace them by the previous frame",
+                path=self._path,
+                frame_index=missing[0],
+                readable_frames=missing[0],
+            )
         declared = stream.frames or 0
         lead_frames, lead_span = getattr(self, "_lead", (0, 0))
         problem = None
@@ -220,20 +293,28 @@ class VideoFrames(FrameArray):
             )
 
     def _index(self, stream) -> tuple[list[int], list[int], bool]:
-        """Demux once: sorted presentation timestamps and keyframe presentation indices."""
+        """Demux once: sorted presentation timestamps and keyframe presentation indices.
+
+        Also sets ``self._missing`` (presentation indices of frames whose packets the demuxer
+        lost to corrupt data: see :meth:`_lost_frames`) and ``self._bad`` (frames whose
+        packets the demuxer flagged as corrupt).
+        """
         stamps: list[tuple[int, bool]] = []
         complete = True
         discarded = 0
+        corrupt_ts: set[int] = set()
         try:
             for packet in self._container.demux(stream):
                 if packet.size == 0:
                     continue
+                ts = packet.pts if packet.pts is not None else packet.dts
                 if packet.is_discard:  # cut by an edit list: never shown
                     discarded += 1
                     continue
-                ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is None:
                     continue
+                if packet.is_corrupt:
+                    corrupt_ts.add(ts)
                 stamps.append((ts, packet.is_keyframe))
         except av.error.FFmpegError as exc:
             log.warning("%s: demuxing stopped early: %s", self._container.name, exc)
@@ -250,19 +331,110 @@ class VideoFrames(FrameArray):
                 before,
             )
             stamps = [(ts, k) for ts, k in stamps if ts >= first_key]
+        order = [ts for ts, _ in stamps]  # decode (file) order
+        key_ts = {ts for ts, k in stamps if k}
         stamps.sort()
-        pts = [s for s, _ in stamps]
-        keys = [i for i, (_, k) in enumerate(stamps) if k] or [0]
-        if len(set(pts)) != len(pts):  # duplicate timestamps: keep the first of each
+        if len({s for s, _ in stamps}) != len(stamps):  # duplicate timestamps: keep the first
             seen: set[int] = set()
             uniq = []
             for s, k in stamps:
                 if s not in seen:
                     seen.add(s)
                     uniq.append((s, k))
-            pts = [s for s, _ in uniq]
-            keys = [i for i, (_, k) in enumerate(uniq) if k] or [0]
+            stamps = uniq
+        lost = self._lost_frames(stream, [s for s, _ in stamps])
+        missing_ts = set(lost)
+        if lost:
+            stamps = sorted(stamps + [(ts, False) for ts in lost])
+        pts = [s for s, _ in stamps]
+        keys = [i for i, (_, k) in enumerate(stamps) if k] or [0]
+        self._missing = {i for i, s in enumerate(pts) if s in missing_ts}
+        self._order, self._key_ts = order, key_ts
+        bad_ts = set(corrupt_ts)
+        for ts in corrupt_ts:
+            bad_ts |= _decoded_after(order, ts, key_ts)
+        if lost:  # frames decoded after lost data refer to what was lost, up to a keyframe
+            for ts in self._after_holes:
+                if ts in key_ts:
+                    continue
+                bad_ts.add(ts)
+                bad_ts |= _decoded_after(order, ts, key_ts)
+        self._bad = {i for i, s in enumerate(pts) if s in bad_ts}
         return pts, keys, complete
+
+    def _lost_frames(self, stream, pts: list[int]) -> list[int]:
+        """Timestamps of the frames a Matroska/WebM demuxer dropped with corrupt data.
+
+        Those demuxers resync silently past corrupt data: the packets in it are just not
+        returned.  Two facts must agree, so that neither a stream with dropped frames in its
+        timing (screen recordings) nor a container with extra data between packets is taken
+        for corrupt: the video's timestamps, on the regular grid of a constant-frame-rate
+        stream, have holes, and the packets of all streams leave a hole of more than
+        ``LOST_BYTES`` in the file next to them (within ``LOST_REORDER`` frames).  The second
+        look (a demux of every stream) is taken only when the first shows holes.  With a
+        variable frame rate lost frames cannot be located; they are not looked for.
+
+        Parameters
+        ----------
+        stream : av.video.stream.VideoStream
+        pts : list of int
+            Sorted presentation timestamps of the video packets present.
+        """
+        self._after_holes = []  # the first video packet after each hole in the file
+        if not self._container.format.name.startswith("matroska") or len(pts) < 3:
+            return []
+        deltas = np.diff(np.asarray(pts, dtype=np.float64))
+        median = float(np.median(deltas))
+        if median <= 0:
+            return []
+        single = deltas[deltas < 1.5 * median]
+        step = float(single.mean())  # 33.37 for 29.97 fps in milliseconds (deltas 33 and 34)
+        ratio = deltas / step
+        mult = np.rint(ratio)
+        regular = len(single) >= 0.8 * len(deltas) and bool(np.all(np.abs(ratio - mult) < 0.25))
+        if not regular or mult.max() < 2:
+            return []  # variable frame rate, or no hole in the timing
+        spans = []  # (pos, end, video ts or None) of every packet of every stream
+        try:
+            self._container.seek(0)
+            for packet in self._container.demux():
+                if packet.size and packet.pos is not None and packet.pos >= 0:
+                    video = packet.stream.index == stream.index
+                    ts = (packet.pts if packet.pts is not None else packet.dts) if video else None
+                    spans.append((packet.pos, packet.pos + packet.size, ts))
+        except av.error.FFmpegError:
+            pass  # demuxing stopped early: the index pass has said so
+        spans.sort()
+        holes = []  # (byte offset, size, video ts next to it)
+        last_end, last_ts, after = None, None, False
+        for pos, end, ts in spans:
+            if last_end is not None and pos - last_end > LOST_BYTES:
+                holes.append((last_end, pos - last_end, ts if ts is not None else last_ts))
+                after = True
+            if after and ts is not None:
+                self._after_holes.append(ts)
+                after = False
+            last_end = max(end, last_end or 0)
+            if ts is not None:
+                last_ts = ts
+        for offset, size, _ in holes:
+            log.info(
+                "%s: %d bytes of corrupt data at byte %d were skipped by the demuxer",
+                self._path,
+                size,
+                offset,
+            )
+        window = LOST_REORDER * step
+        absent = [
+            pts[k] + round(j * deltas[k] / mult[k])
+            for k in np.flatnonzero(mult >= 2)
+            for j in range(1, int(mult[k]))
+        ]
+        return [
+            ts
+            for ts in absent
+            if any(near is not None and abs(ts - near) <= window for _, _, near in holes)
+        ]
 
     def _set_index(self, pts: list[int], keys: list[int]) -> None:
         self._pts = np.asarray(pts, dtype=np.int64)
@@ -308,9 +480,12 @@ class VideoFrames(FrameArray):
             for frame in self._decoder:
                 self._decoder, self._next = None, None
                 return frame
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, CorruptFrameError) as exc:
             raise TruncatedMediaError(
-                f"the first frame cannot be decoded ({exc})", path=self._path, readable_frames=0
+                f"the first frame cannot be decoded ({_av_reason(exc)}); the file is corrupt "
+                "or its headers do not match its data",
+                path=self._path,
+                readable_frames=0,
             ) from exc
         raise TruncatedMediaError("no frame could be decoded", path=self._path, readable_frames=0)
 
@@ -429,7 +604,16 @@ class VideoFrames(FrameArray):
                 if skip != skipping:
                     cc.skip_frame = "NONREF" if skip else "DEFAULT"
                     skipping = skip
-            yield from packet.decode()
+            try:
+                decoded = packet.decode()
+            except av.error.EOFError:
+                raise
+            except av.error.FFmpegError as exc:
+                if self._active:  # threaded: the error may belong to an earlier packet
+                    raise _ThreadedDecodeError from exc
+                self._packet_failed(packet, exc)
+                continue
+            yield from decoded
         if skipping:
             cc.skip_frame = "DEFAULT"
 
@@ -461,10 +645,88 @@ class VideoFrames(FrameArray):
 
     def _decode_one(self, i: int) -> np.ndarray:
         try:
-            return self._decode_one_indexed(i)
-        except _IndexMismatch:
-            self._rebuild_index()
-            return self._decode_one_indexed(i)
+            if i in self._bad or i in self._missing:
+                raise self._bad_frame_error(i)
+            try:
+                return self._decode_one_indexed(i)
+            except _IndexMismatch:
+                self._rebuild_index()
+                return self._decode_one_indexed(i)
+        except CorruptFrameError as exc:
+            if not self._skip_bad or exc.frame_index != i:
+                raise
+            return self._replace(i)
+
+    # --- frames that do not decode ------------------------------------------------------
+    def _packet_failed(self, packet, exc: av.error.FFmpegError) -> None:
+        """The decoder refused a packet: its frame is bad (an error unless skipping)."""
+        idx = self._pos.get(packet.pts) if packet.pts is not None else None
+        if idx is None:
+            if not self._skip_bad:
+                raise CorruptFrameError(
+                    f"decoding failed near frame {self._next or 0} ({_av_reason(exc)}); the file is "
+                    "corrupt; add --skip-bad-frames (skip_bad_frames=True) to replace "
+                    "undecodable frames by the previous one",
+                    path=self._path,
+                    frame_index=self._next or 0,
+                    readable_frames=self._next,
+                ) from exc
+            log.info("%s: a packet without a frame index failed to decode: %s", self._path, exc)
+            return
+        self._frame_failed(idx, f"the decoder refused its data ({_av_reason(exc)})", cause=exc)
+
+    def _frame_failed(self, idx: int, why: str, *, cause: BaseException | None = None) -> None:
+        """Frame ``idx`` is bad; so are the frames decoded after it up to the next keyframe.
+
+        Those refer to it (or to frames that do) and come out of the decoder with wrong
+        pictures and no error flag, so they are replaced too.
+        """
+        self._bad.add(idx)
+        self._why[idx] = why
+        if not self._skip_bad:
+            raise self._bad_frame_error(idx) from cause
+        log.info("%s: frame %d is bad: %s", self._path, idx, why)
+        if self._order:
+            after = _decoded_after(self._order, self._pts_list[idx], self._key_ts)
+            self._bad.update(self._pos[t] for t in after if t in self._pos)
+
+    def _bad_frame_error(self, i: int) -> CorruptFrameError:
+        why = self._why.get(i)
+        if why is None:
+            why = (
+                "its data is missing (the demuxer skipped corrupt data)"
+                if i in self._missing
+                else "it cannot be decoded"
+            )
+        return CorruptFrameError(
+            f"frame {i} of {len(self._pts_list)} is unreadable: {why}; add --skip-bad-frames "
+            "(skip_bad_frames=True) to replace undecodable frames by the previous one",
+            path=self._path,
+            frame_index=i,
+            readable_frames=i,
+        )
+
+    def _replace(self, i: int) -> np.ndarray:
+        """The frame shown instead of bad frame ``i``: the last good one before it.
+
+        Black (zeros) when no frame before ``i`` decodes.
+        """
+        self._bad.add(i)
+        if i not in self._replaced:
+            self._replaced.add(i)
+            self.metadata["replaced_frames"] = sorted(self._replaced)
+            log.info("%s: frame %d replaced by the previous good frame", self._path, i)
+        for j in range(i - 1, -1, -1):
+            if j in self._bad or j in self._missing:
+                continue
+            frame = self._cache.get(j)
+            return frame if frame is not None else self._decode_one(j)
+        return np.zeros(self.frame_shape, self.dtype)
+
+    @property
+    def replaced_frames(self) -> list[int]:
+        """Indices of the bad frames read so far and replaced (``skip_bad_frames=True``)."""
+        return sorted(self._replaced)
 
     def _decode_one_indexed(self, i: int) -> np.ndarray:
         key_pos = self._key_for(i)
@@ -491,9 +753,17 @@ class VideoFrames(FrameArray):
         backfill = min(BACKFILL, self._cache_frames() // 4) if stepping_back and not near else 0
         for _attempt in range(4):
             # retries decode every frame, in case a skipped one was what went wrong
-            result = self._decode_until(i, skip=self._skip and _attempt == 0, backfill=backfill)
+            skip = self._skip and _attempt == 0
+            try:
+                result = self._decode_until(i, skip=skip, backfill=backfill)
+            except _ThreadedDecodeError:
+                log.debug("%s: decode error near frame %d; decoding again unthreaded", self._path, i)
+                self._seek_to_key(key_pos, threaded=False)
+                result = self._decode_until(i, skip=skip, backfill=backfill)
             if result is not None:
                 return result
+            if i in self._bad:
+                raise self._bad_frame_error(i)
             if key_pos == 0 and _attempt > 0:
                 break
             log.debug(
@@ -505,10 +775,11 @@ class VideoFrames(FrameArray):
             key_pos = max(0, key_pos - 1)  # seek landed late (open GOP / inexact index)
             self._seek_to_key(key_pos)
         last = self._next - 1 if self._next else None
-        raise TruncatedMediaError(
+        raise CorruptFrameError(
             f"frame {i} of {len(self)} could not be decoded; the file is truncated or corrupt"
             + (f" after frame {last}" if last is not None else ""),
             path=self._path,
+            frame_index=i,
             readable_frames=last + 1 if last is not None else None,
         )
 
@@ -531,6 +802,15 @@ class VideoFrames(FrameArray):
                 idx = self._pos.get(ts) if ts is not None else None
                 if idx is None and self._from_table:
                     raise _IndexMismatch
+                if idx is not None and (frame.is_corrupt or idx in self._bad):
+                    # flagged frames shown before the keyframe a seek started at (open GOP)
+                    # lack their references because of the seek, not because of the file
+                    if frame.is_corrupt and idx >= self._expect:  # decoded with errors
+                        self._frame_failed(idx, "it decodes only with errors (corrupt data)")
+                    self._next = idx + 1
+                    if idx >= i:
+                        return None
+                    continue
                 if (
                     idx is None
                     and ts is not None
@@ -552,10 +832,11 @@ class VideoFrames(FrameArray):
                     self._cache.put(idx, self._convert(frame))
         except av.error.EOFError:
             pass
-        except av.error.FFmpegError as exc:
-            raise TruncatedMediaError(
-                f"decoding failed before frame {i} ({exc}); the file is corrupt",
+        except av.error.FFmpegError as exc:  # from demuxing (decode errors: _packet_failed)
+            raise CorruptFrameError(
+                f"reading failed before frame {i} ({exc}); the file is corrupt",
                 path=self._path,
+                frame_index=i,
                 readable_frames=self._next,
             ) from exc
         self._decoder = None
