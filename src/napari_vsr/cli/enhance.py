@@ -137,14 +137,18 @@ def _download_bar():
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_vsr.engine import enhance
+    from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
     from napari_vsr.io import open_writer, writer_kind
+    from napari_vsr.io.writer_base import check_not_input, check_target
 
     out_path = Path(args.output)
-    writer_kind(out_path)  # an unknown output extension is a usage error, before any work
+    kind = writer_kind(out_path)  # an unknown output extension is a usage error, before any work
     if (out_path.exists() or out_path.is_symlink()) and not args.overwrite:
         raise OutputExistsError("already exists; add --overwrite to replace it", path=out_path)
+    # before any work: never the input, never a user's folder, never a folder for a file
+    check_not_input(out_path, args.input)
+    check_target(out_path, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
     frame_range = parse_frame_range(args.frames)
     source = open_source(args.input)
     bar = None if args.quiet else ProgressBar("enhance")
@@ -198,10 +202,15 @@ def run(args: argparse.Namespace) -> int:
             frame_times=times,
             metadata=metadata,
         ) as writer:
+            out_shape, out_dtype = plan_output(
+                source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)
+            )
+            writer.preflight(out_shape[1:], out_dtype, stop - start)
+            chunk = _checked_chunk(args, source, enhancer, out_shape, n)
             for _, frame in enhance(
                 source,
                 enhancer,
-                chunk=args.chunk,
+                chunk=chunk,
                 overlap=args.overlap,
                 tile=args.tile,
                 tile_overlap=args.tile_overlap,
@@ -218,6 +227,37 @@ def run(args: argparse.Namespace) -> int:
             close()
     print(f"wrote {stop - start} frames to {out_path}", file=sys.stderr)
     return 0
+
+
+def _checked_chunk(args: argparse.Namespace, source, enhancer, out_shape, n: int) -> int:
+    """The chunk to run with, once one frame and one chunk are known to fit in host memory
+    (see :func:`napari_vsr.host_memory.plan_chunk`); an InsufficientMemoryError otherwise."""
+    from napari_vsr.host_memory import plan_chunk
+
+    in_frame = tuple(int(s) for s in source.shape[1:])
+    overlap = enhancer.default_overlap if args.overlap is None else int(args.overlap)
+    chunk = enhancer.default_chunk if args.chunk is None else int(args.chunk)
+    if chunk < 1:
+        return chunk  # the engine names the bad value
+    rgb = getattr(source, "rgb", None)
+    if rgb is None:
+        rgb = len(source.shape) >= 4 and source.shape[-1] in (3, 4)
+    estimate = getattr(enhancer, "estimate_memory", None)
+    device = getattr(enhancer, "device", None)
+    per_chunk = None
+    if estimate is not None and getattr(device, "type", None) == "cpu" and len(in_frame) >= 2:
+        h, w = (in_frame[-3], in_frame[-2]) if rgb else in_frame[-2:]
+        per_chunk = lambda n_in: estimate(n_in, h, w)  # noqa: E731
+    return plan_chunk(
+        in_frame,
+        out_shape[1:],
+        length=n,
+        chunk=chunk,
+        overlap=max(0, overlap),
+        explicit=args.chunk is not None,
+        estimate=per_chunk,
+        source=args.input,
+    )
 
 
 def _positive(text: str) -> int:
@@ -277,7 +317,12 @@ def register(subparsers) -> None:
     p.add_argument("--codec", help="video codec (default: H.264, FFV1 with --lossless in .mkv)")
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
     p.add_argument("--lossless", action="store_true", help="lossless video")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists: a file, or a folder napari-vsr wrote (never another "
+        "folder, never the input)",
+    )
     p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle streams")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
