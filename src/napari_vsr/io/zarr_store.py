@@ -144,6 +144,11 @@ class ZarrWriter:
         self.validate(tuple(frame_shape), dtype)
 
     @property
+    def temp_path(self) -> Path:
+        """The partial store, renamed to :attr:`path` on :meth:`close`."""
+        return self._tmp
+
+    @property
     def frames_written(self) -> int:
         return self._count
 
