@@ -505,3 +505,45 @@ def test_sigkill_leftover_is_recognisable_and_swept(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"removed {partial}" in done.stderr and str(proc.pid) in done.stderr
     assert _listing(out_dir) == ["r.mp4"]
+
+
+# --- the napari writer hooks -------------------------------------------------------------------
+def test_writer_hooks_never_replace_the_source_or_a_users_folder(tmp_path, clip):
+    from napari_vsr import _writer
+
+    src = write_frames_to(tmp_path / "src.tif", clip)
+    before = src.read_bytes()
+    meta = {"rgb": True, "metadata": {"source_path": str(src)}}
+    with pytest.raises(OutputIsInputError):
+        _writer.write_tiff(str(src), clip, meta)
+    assert src.read_bytes() == before
+    users = tmp_path / "mine"
+    files = _user_folder(users)
+    with pytest.raises(UnsafeOutputError):
+        _writer.write_frames(str(users), clip, {"rgb": True, "metadata": {}})
+    _assert_untouched(users, files)
+    # napari has asked the user already: a file, or a folder napari-vsr wrote, is replaced
+    [out] = _writer.write_frames(str(tmp_path / "f.frames"), clip, {"rgb": True})
+    [out] = _writer.write_frames(out, clip[:2], {"rgb": True})
+    with open_frames(out) as v:
+        assert len(v) == 2
+    assert _listing(tmp_path) == ["f.frames", "mine", "src.tif"]
+
+
+def test_corpus_outputs_builds(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "corpus_outputs", Path(__file__).with_name("corpus_outputs.py")
+    )
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    made = corpus.build(tmp_path)
+    assert set(made) == {
+        "own_store.zarr",
+        "not_a_store.zarr",
+        "folder_named.mp4",
+        "partial_leftover",
+    }
+    assert all(p.exists() for p in made.values())
+    assert is_own_folder(made["own_store.zarr"]) and is_own_folder(made["folder_named.mp4"])

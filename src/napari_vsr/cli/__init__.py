@@ -59,6 +59,8 @@ class Terminated(KeyboardInterrupt):
         super().__init__(f"terminated by {signal.Signals(self.signum).name}")
 
 
+#: sub-commands that run a Qt event loop (see :func:`main`)
+GUI_COMMANDS = frozenset({"view"})
 #: signals that end a run cleanly, like Ctrl-C
 CLEAN_EXIT_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -100,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # the viewer keeps the default handling: Python signal handlers wait for the interpreter,
+    # which Qt's event loop seldom gives back, so SIGTERM would no longer end it promptly
+    guard = signals_as_interrupts if args.command not in GUI_COMMANDS else contextlib.nullcontext
     try:
-        with signals_as_interrupts():
+        with guard():
             return int(args.func(args) or 0)
     except ParameterError as exc:
         print(f"napari-vsr {args.command}: error: {exc}", file=sys.stderr)

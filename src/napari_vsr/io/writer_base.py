@@ -462,7 +462,7 @@ class Writer(abc.ABC):
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
         self.path = Path(path)
         self.overwrite = bool(overwrite)
-        self._done = False
+        self._done = True  # nothing to clean up until the checks below pass
         self._created: list[Path] = []
         check_target(self.path, overwrite=overwrite, folder=self.folder_output)
         try:
@@ -473,6 +473,7 @@ class Writer(abc.ABC):
         self.frames_written = 0
         self._frame_shape: tuple[int, ...] | None = None
         self._dtype: np.dtype | None = None
+        self._done = False
 
     def _init_failed(self, exc: BaseException, doing: str) -> VsrError:
         """For subclass constructors: undo what the base made and translate ``exc``."""
