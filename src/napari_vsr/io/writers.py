@@ -149,7 +149,9 @@ def write_frames_to(
 ) -> Path:
     """Write a whole stack (``(T, H, W[, C])`` array, FrameArray or iterable of frames).
 
-    Same options as :func:`open_writer`.  Returns the target path once committed.
+    Same options as :func:`open_writer`.  For an array the writer's pre-flight checks run
+    before the first frame (writable folder, free space, the format's limits).  Returns the
+    target path once committed.
     """
     writer = open_writer(
         path,
@@ -164,6 +166,8 @@ def write_frames_to(
     )
     with writer:
         if hasattr(frames, "shape") and hasattr(frames, "__getitem__"):
+            if len(frames.shape) >= 3 and hasattr(frames, "dtype"):
+                writer.preflight(tuple(frames.shape[1:]), frames.dtype, int(frames.shape[0]))
             for i in range(frames.shape[0]):
                 writer.write(frames[i])
         else:
