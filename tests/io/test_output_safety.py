@@ -349,7 +349,7 @@ def test_a_huge_frame_is_refused_before_any_work():
 
 def test_chunk_memory_plan():
     one = chunk_memory_bytes((100, 100, 3), (400, 400, 3), 3, 1)
-    assert one == 2 * 4 * (3 * 30000 + 480000)
+    assert one == 16 * 3 * 30000 + 8 * 480000
     avail = chunk_memory_bytes((100, 100, 3), (400, 400, 3), 6, 4) / 0.85 + 1
     args = dict(length=50, overlap=1, available=int(avail))
     assert plan_chunk((100, 100, 3), (400, 400, 3), chunk=4, explicit=True, **args) == 4
@@ -448,7 +448,7 @@ def test_cli_memory_check_before_any_work(tmp_path, capsys, monkeypatch):
     done = _run(*common, "--preset", "bicubic-x4", env={MEMORY_ENV: "1M"})
     _one_error_line(done, 1, str(src), "one frame", "memory")
     monkeypatch.setenv(MEMORY_ENV, "2M")
-    _one_error_line(_Done([*common, "--chunk", "6"], capsys), 1, "--chunk 6", "or less")
+    _one_error_line(_Done([*common, "--chunk", "6"], capsys), 1, "--chunk 6 needs", "use --chunk")
     assert _listing(tmp_path) == ["in.mp4"]
     monkeypatch.setenv(MEMORY_ENV, "4G")
     assert _Done(common, capsys).returncode == 0
@@ -564,3 +564,26 @@ def test_corpus_outputs_builds(tmp_path):
     }
     assert all(p.exists() for p in made.values())
     assert is_own_folder(made["own_store.zarr"]) and is_own_folder(made["folder_named.mp4"])
+
+
+def test_result_store_follows_the_same_rules(tmp_path):
+    from napari_vsr.io.zarr_store import create_result_store
+
+    store = tmp_path / "a" / "b" / "r.zarr"
+    arr = create_result_store(store, (3, 8, 10, 3), np.uint8)
+    arr[1] = 7
+    assert is_own_folder(store) and _listing(store.parent) == ["r.zarr"]
+    create_result_store(store, (2, 8, 10, 3), np.uint8, overwrite=True)  # ours: replaced
+    users = tmp_path / "users.zarr"
+    files = _user_folder(users)
+    with pytest.raises(UnsafeOutputError):
+        create_result_store(users, (2, 8, 10), np.uint8, overwrite=True)
+    _assert_untouched(users, files)
+
+
+def test_result_store_in_a_read_only_folder(readonly_dir):
+    from napari_vsr.io.zarr_store import create_result_store
+
+    with pytest.raises(WriteError, match="read-only file system"):
+        create_result_store(readonly_dir / "new" / "r.zarr", (2, 8, 10), np.uint8)
+    assert _listing(readonly_dir) == ["existing.txt"]

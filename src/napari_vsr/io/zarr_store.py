@@ -272,6 +272,8 @@ def create_result_store(
     try:
         created = make_parents(path.parent)
         check_writable(path.parent, path)
+        needed = estimate_output_bytes(shape[1:], dtype, shape[0] if shape else 1)
+        warn_if_short_of_space(path.parent, needed, path)
         if path.exists() or path.is_symlink():
             _remove(path)  # a store napari-vsr wrote (check_target made sure)
         array = zarr.open_array(
