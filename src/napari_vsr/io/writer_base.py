@@ -74,8 +74,8 @@ def _partial_pid(name: str, target_name: str) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+    if pid == os.getpid() or os.name != "posix":
+        return True  # (on Windows os.kill would end the process: never sweep there)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
