@@ -587,3 +587,27 @@ def test_result_store_in_a_read_only_folder(readonly_dir):
     with pytest.raises(WriteError, match="read-only file system"):
         create_result_store(readonly_dir / "new" / "r.zarr", (2, 8, 10), np.uint8)
     assert _listing(readonly_dir) == ["existing.txt"]
+
+
+def test_signals_wait_while_a_replaced_folder_is_swapped():
+    import signal
+
+    from napari_vsr.io.writer_base import _signals_held
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        reached = False
+        with pytest.raises(Stop):
+            with _signals_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                reached = True  # the signal did not cut in
+        assert reached and signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

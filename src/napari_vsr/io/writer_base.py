@@ -23,14 +23,18 @@ Outputs never destroy data:
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno as errno_codes
 import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -630,8 +634,37 @@ def commit_beside(tmp: Path, target: Path, *, overwrite: bool, folder: bool) -> 
     check_target(target, overwrite=overwrite, folder=folder)
     if target.is_dir() and not target.is_symlink():
         old = temp_path_beside(target, keep_suffix=False)
-        os.replace(target, old)
-        os.replace(tmp, target)
+        with _signals_held():  # a signal between the two renames would lose both folders
+            os.replace(target, old)
+            os.replace(tmp, target)
         remove_path(old)
     else:
         os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP for a few statements, then act on the first one that came.
+
+    Only in the main thread (where Python runs signal handlers); elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    try:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(caught[0])
