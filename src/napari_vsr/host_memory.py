@@ -244,3 +244,86 @@ def plan_chunk(
         _human(avail),
     )
     return fits
+
+
+def plan_enhancer_chunk(
+    enhancer,
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+    *,
+    rgb: bool | None = None,
+    chunk: int | None = None,
+    overlap: int | None = None,
+    source: str | os.PathLike | None = None,
+) -> int | None:
+    """:func:`plan_chunk` for an enhancer run over a whole (T, ...) source.
+
+    Parameters
+    ----------
+    enhancer : Enhancer
+        Its ``default_chunk``/``default_overlap`` fill in ``chunk``/``overlap``; its
+        ``estimate_memory(n, h, w)`` is added when it runs on the CPU.
+    in_shape, out_shape : sequence of int
+        Full input and output shapes, time first (see ``engine.plan_output``).
+    rgb : bool, optional
+        Whether the last axis holds channels; None guesses like napari (last axis of 3 or 4).
+    chunk, overlap : int, optional
+        What the user chose (None: the enhancer's defaults; a chosen chunk that does not fit
+        is an error, a default one is shortened).
+    source : path-like, optional
+        Named in the error.
+
+    Returns
+    -------
+    int or None
+        The chunk to run with; None when the user chose none and the default fits (the
+        engine then applies its own choice, e.g. its device-memory plan).
+
+    Raises
+    ------
+    InsufficientMemoryError
+    """
+    in_frame = tuple(int(s) for s in in_shape[1:])
+    ctx = enhancer.default_overlap if overlap is None else int(overlap)
+    size = enhancer.default_chunk if chunk is None else int(chunk)
+    if size < 1 or ctx < 0:
+        return chunk  # the engine names the bad value
+    if rgb is None:
+        rgb = len(in_shape) >= 4 and int(in_shape[-1]) in (3, 4)
+    estimate = getattr(enhancer, "estimate_memory", None)
+    device = getattr(enhancer, "device", None)
+    per_chunk = None
+    if estimate is not None and getattr(device, "type", None) == "cpu" and len(in_frame) >= 2:
+        h, w = (in_frame[-3], in_frame[-2]) if rgb else in_frame[-2:]
+
+        def per_chunk(n_in: int) -> int:
+            return int(estimate(n_in, h, w))
+
+    planned = plan_chunk(
+        in_frame,
+        tuple(int(s) for s in out_shape[1:]),
+        length=int(in_shape[0]),
+        chunk=size,
+        overlap=ctx,
+        explicit=chunk is not None,
+        estimate=per_chunk,
+        source=source,
+    )
+    return None if chunk is None and planned == size else planned
+
+
+def check_in_memory_result(shape: Sequence[int], dtype, *, what: str = "the result") -> None:
+    """Refuse to hold a whole result of ``shape``/``dtype`` in memory when it cannot fit.
+
+    Raises
+    ------
+    InsufficientMemoryError
+    """
+    need = float(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    avail = available_memory_bytes()
+    if avail is not None and need > avail * MEMORY_HEADROOM / 2:
+        raise InsufficientMemoryError(
+            f"{what} ({'x'.join(str(int(s)) for s in shape)} {np.dtype(dtype)}) needs "
+            f"{_human(need)} but only {_human(avail)} of memory are available; choose a "
+            "result folder (an on-disk store) or fewer frames"
+        )

@@ -611,3 +611,20 @@ def test_signals_wait_while_a_replaced_folder_is_swapped():
         assert reached and signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_enhancer_chunk_plan_and_in_memory_previews(monkeypatch):
+    from napari_vsr.enhancers import make_enhancer
+    from napari_vsr.host_memory import check_in_memory_result, plan_enhancer_chunk
+
+    enhancer = make_enhancer("classic", preset="bicubic-x4")
+    in_shape, out_shape = (50, 100, 100, 3), (50, 400, 400, 3)
+    monkeypatch.setenv(MEMORY_ENV, "4G")
+    assert plan_enhancer_chunk(enhancer, in_shape, out_shape) is None  # the default fits
+    assert plan_enhancer_chunk(enhancer, in_shape, out_shape, chunk=3) == 3
+    monkeypatch.setenv(MEMORY_ENV, "3M")
+    with pytest.raises(InsufficientMemoryError, match="one frame"):
+        plan_enhancer_chunk(enhancer, in_shape, out_shape, source="clip.mp4")
+    check_in_memory_result((2, 100, 100, 3), np.uint8)
+    with pytest.raises(InsufficientMemoryError, match="the preview .* result folder"):
+        check_in_memory_result((50, 400, 400, 3), np.uint8, what="the preview")

@@ -139,6 +139,7 @@ def _download_bar():
 def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
+    from napari_vsr.host_memory import plan_enhancer_chunk
     from napari_vsr.io import open_writer, writer_kind
     from napari_vsr.io.writer_base import check_not_input, check_target
 
@@ -206,7 +207,15 @@ def run(args: argparse.Namespace) -> int:
                 source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)
             )
             writer.preflight(out_shape[1:], out_dtype, stop - start)
-            chunk = _checked_chunk(args, source, enhancer, out_shape, n)
+            chunk = plan_enhancer_chunk(
+                enhancer,
+                source.shape,
+                out_shape,
+                rgb=getattr(source, "rgb", None),
+                chunk=args.chunk,
+                overlap=args.overlap,
+                source=args.input,
+            )
             for _, frame in enhance(
                 source,
                 enhancer,
@@ -227,37 +236,6 @@ def run(args: argparse.Namespace) -> int:
             close()
     print(f"wrote {stop - start} frames to {out_path}", file=sys.stderr)
     return 0
-
-
-def _checked_chunk(args: argparse.Namespace, source, enhancer, out_shape, n: int) -> int:
-    """The chunk to run with, once one frame and one chunk are known to fit in host memory
-    (see :func:`napari_vsr.host_memory.plan_chunk`); an InsufficientMemoryError otherwise."""
-    from napari_vsr.host_memory import plan_chunk
-
-    in_frame = tuple(int(s) for s in source.shape[1:])
-    overlap = enhancer.default_overlap if args.overlap is None else int(args.overlap)
-    chunk = enhancer.default_chunk if args.chunk is None else int(args.chunk)
-    if chunk < 1:
-        return chunk  # the engine names the bad value
-    rgb = getattr(source, "rgb", None)
-    if rgb is None:
-        rgb = len(source.shape) >= 4 and source.shape[-1] in (3, 4)
-    estimate = getattr(enhancer, "estimate_memory", None)
-    device = getattr(enhancer, "device", None)
-    per_chunk = None
-    if estimate is not None and getattr(device, "type", None) == "cpu" and len(in_frame) >= 2:
-        h, w = (in_frame[-3], in_frame[-2]) if rgb else in_frame[-2:]
-        per_chunk = lambda n_in: estimate(n_in, h, w)  # noqa: E731
-    return plan_chunk(
-        in_frame,
-        out_shape[1:],
-        length=n,
-        chunk=chunk,
-        overlap=max(0, overlap),
-        explicit=args.chunk is not None,
-        estimate=per_chunk,
-        source=args.input,
-    )
 
 
 def _positive(text: str) -> int:
