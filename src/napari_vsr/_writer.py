@@ -1,7 +1,8 @@
 """napari writer hooks (single image layer): video, TIFF stack, folder of PNG frames.
 
 Each is ``(path, data, meta) -> [path]``; napari has already asked before replacing a file, so
-existing targets are overwritten.  fps comes from the layer metadata when present (else 25 for
+existing targets are overwritten, but like everywhere else only a file or a folder napari-vsr
+wrote, and never the layer's own source file (``metadata["source_path"]``).  fps comes from the layer metadata when present (else 25 for
 video); a layer read from a video with audio that still has the source's frame count gets the
 audio copied into a video output.
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from napari_vsr.errors import ParameterError
 from napari_vsr.io import open_writer
+from napari_vsr.io.writer_base import check_not_input
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,10 @@ def _fps(meta: dict[str, Any]) -> float | None:
 def _write(path: str, data: Any, meta: dict[str, Any], **video: Any) -> list[str]:
     frames = _frames(data, meta)
     md = meta.get("metadata") or {}
+    check_not_input(path, md.get("source_path"))
     with open_writer(path, overwrite=True, fps=_fps(meta), metadata=_plain(md), **video) as w:
+        first = np.asarray(frames[0])
+        w.preflight(first.shape, first.dtype, len(frames))
         for i in range(len(frames)):
             w.write(np.asarray(frames[i]))
     return [str(w.path)]

@@ -123,3 +123,17 @@ class Cancelled(VsrError):
 
     def __init__(self, message: str = "cancelled by the user", *, path=None):
         super().__init__(message, path=path)
+
+
+# --- output safety --------------------------------------------------------------------------
+class UnsafeOutputError(OutputExistsError):
+    """Replacing the output would destroy data: a folder napari-vsr did not write, or a file
+    target that exists as a folder (or the reverse)."""
+
+
+class OutputIsInputError(VsrError, ValueError):
+    """The output is the input (same path, symlink or hard link) or holds it."""
+
+
+class InsufficientMemoryError(VsrError, MemoryError):
+    """One frame or one chunk needs more memory than is available; refused before any work."""

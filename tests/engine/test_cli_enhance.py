@@ -285,6 +285,49 @@ def test_sigint_leaves_no_partial_file(tmp_path):
     _no_leftovers(out_dir, set())
 
 
+@pytest.mark.parametrize(("sig", "rc"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, sig, rc):
+    """What ``timeout``, Slurm and docker send (and a closed terminal): the partial output is
+    removed, the existing target kept, the exit code 128 + signal."""
+    src = clips.make_video(tmp_path / "in.mp4", 1500, height=48, width=64)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "result.mp4"
+    out.write_bytes(b"the previous result")
+    proc = _cli(
+        "enhance", str(src), "-o", str(out), "--method", "classic", "--chunk", "4", "--overwrite"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.name.startswith(".result.mp4.partial-") for p in out_dir.iterdir()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        assert len(list(out_dir.iterdir())) == 2, "no temporary output appeared in time"
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == rc, err
+    assert f"terminated by {sig.name}" in err and "no partial output was kept" in err
+    assert "Traceback" not in err and "1500/1500" not in err
+    assert out.read_bytes() == b"the previous result"
+    _no_leftovers(out_dir, {"result.mp4"})
+
+
+def test_signal_handlers_are_restored_after_main(tmp_path):
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    src = clips.make_video(tmp_path / "in.mp4", 2)
+    out = str(tmp_path / "o.tif")
+    assert main(["enhance", str(src), "-o", out, "--method", "classic", "-q"]) == 0
+    after = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    assert after == before
+
+
 _PEAK_RSS = (
     "import resource, sys\n"
     "from napari_vsr.cli import main\n"

@@ -12,7 +12,7 @@ from napari_vsr.io.zarr_store import ZarrWriter, create_result_store, open_resul
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
 
 
 def test_writer_round_trip_and_metadata(tmp_path, rng):

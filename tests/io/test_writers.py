@@ -166,7 +166,8 @@ def test_png_folder_round_trip(tmp_path, rng, dtype, target):
     out = write_frames_to(path, data, fps=12.5, metadata={"note": "x", "bad": object()})
     assert out.is_dir()
     names = sorted(p.name for p in out.iterdir())
-    assert names[:2] == ["frame_000000.png", "frame_000001.png"] and "napari_vsr.json" in names
+    assert names[0] == ".napari-vsr-output"  # the marker that lets --overwrite replace it
+    assert names[1:3] == ["frame_000000.png", "frame_000001.png"] and "napari_vsr.json" in names
     with open_frames(out) as v:
         assert v.dtype == dtype and v.shape == data.shape and v.metadata["fps"] == 12.5
         np.testing.assert_array_equal(v[:], data)

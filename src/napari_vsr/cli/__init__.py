@@ -4,15 +4,22 @@ Each sub-command lives in its own module with a ``register(subparsers)`` functio
 its parser and sets ``func`` (called with the parsed namespace; returns an exit code).
 
 Exit codes: 0 ok, 1 failure (one line on stderr naming the cause), 2 usage error,
-130 interrupted (Ctrl-C; no partial output is left behind).
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM: ``timeout``, Slurm, docker stop), 129 hung
+up (SIGHUP: the terminal closed).  Interrupted or terminated, no partial output is left behind:
+SIGTERM and SIGHUP raise :class:`Terminated`, a ``KeyboardInterrupt``, so every ``with writer:``
+block aborts exactly as on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from napari_vsr.errors import ParameterError, VsrError
 
@@ -38,6 +45,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived; raised like Ctrl-C's KeyboardInterrupt so clean-up runs.
+
+    Attributes
+    ----------
+    signum : int
+        The signal number (exit code ``128 + signum``).
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(f"terminated by {signal.Signals(self.signum).name}")
+
+
+#: sub-commands that run a Qt event loop (see :func:`main`)
+GUI_COMMANDS = frozenset({"view"})
+#: signals that end a run cleanly, like Ctrl-C
+CLEAN_EXIT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+
+    The first such signal raises; later ones are ignored while its clean-up runs (a second
+    signal must not cut the removal of a partial output short).  The previous handlers are
+    restored on exit.  Outside the main thread this does nothing (Python allows handlers only
+    there).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    try:
+        for sig in CLEAN_EXIT_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -45,17 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # the viewer keeps the default handling: Python signal handlers wait for the interpreter,
+    # which Qt's event loop seldom gives back, so SIGTERM would no longer end it promptly
+    guard = signals_as_interrupts if args.command not in GUI_COMMANDS else contextlib.nullcontext
     try:
-        return int(args.func(args) or 0)
+        with guard():
+            return int(args.func(args) or 0)
     except ParameterError as exc:
         print(f"napari-vsr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except VsrError as exc:
         print(f"napari-vsr {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"napari-vsr {args.command}: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else f"{exc}"
+        print(f"napari-vsr {args.command}: {what}; no partial output was kept", file=sys.stderr)
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -168,14 +168,19 @@ def _download_bar():
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_vsr.engine import enhance
+    from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
+    from napari_vsr.host_memory import plan_enhancer_chunk
     from napari_vsr.io import open_writer, writer_kind
+    from napari_vsr.io.writer_base import check_not_input, check_target
 
     out_path = Path(args.output)
-    writer_kind(out_path)  # an unknown output extension is a usage error, before any work
+    kind = writer_kind(out_path)  # an unknown output extension is a usage error, before any work
     if (out_path.exists() or out_path.is_symlink()) and not args.overwrite:
         raise OutputExistsError("already exists; add --overwrite to replace it", path=out_path)
+    # before any work: never the input, never a user's folder, never a folder for a file
+    check_not_input(out_path, args.input)
+    check_target(out_path, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
     frame_range = parse_frame_range(args.frames)
     _warn_ignored_options(args)
     source = open_source(args.input, skip_bad_frames=args.skip_bad_frames)
@@ -235,10 +240,23 @@ def run(args: argparse.Namespace) -> int:
             frame_times=times,
             metadata=metadata,
         ) as writer:
+            out_shape, out_dtype = plan_output(
+                source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)
+            )
+            writer.preflight(out_shape[1:], out_dtype, stop - start)
+            chunk = plan_enhancer_chunk(
+                enhancer,
+                source.shape,
+                out_shape,
+                rgb=getattr(source, "rgb", None),
+                chunk=args.chunk,
+                overlap=args.overlap,
+                source=args.input,
+            )
             for _, frame in enhance(
                 source,
                 enhancer,
-                chunk=args.chunk,
+                chunk=chunk,
                 overlap=args.overlap,
                 tile=args.tile,
                 tile_overlap=args.tile_overlap,
@@ -321,7 +339,12 @@ def register(subparsers) -> None:
     p.add_argument("--codec", help="video codec (default: H.264, FFV1 with --lossless in .mkv)")
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
     p.add_argument("--lossless", action="store_true", help="lossless video")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists: a file, or a folder napari-vsr wrote (never another "
+        "folder, never the input)",
+    )
     p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle streams")
     p.add_argument(
         "--skip-bad-frames",

@@ -14,6 +14,17 @@ from napari_vsr.engine import Progress
 from napari_vsr.errors import OutputExistsError, ParameterError
 
 
+def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> None:
+    """Before any work: the output exists only with --overwrite, is never the source (nor holds
+    it), and replaces only a file or a folder napari-vsr wrote."""
+    from napari_vsr.io.writer_base import check_not_input, check_target
+
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise OutputExistsError("already exists; add --overwrite to replace it", path=out)
+    check_not_input(out, source)
+    check_target(out, overwrite=overwrite, folder=folder)
+
+
 def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
     n = int(source.shape[0])
     for lo in range(0, n, batch):
@@ -28,8 +39,7 @@ def run_split(args: argparse.Namespace) -> int:
     from napari_vsr.io import open_frames, open_writer
 
     out = Path(args.dir)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError("already exists; add --overwrite to replace it", path=out)
+    _check_output(out, args.video, overwrite=args.overwrite, folder=True)
     source = open_frames(args.video)
     bar = None if args.quiet else ProgressBar("split")
     try:
@@ -38,6 +48,7 @@ def run_split(args: argparse.Namespace) -> int:
         with open_writer(
             target, overwrite=args.overwrite, fps=source_fps(source.metadata)
         ) as writer:
+            writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
     finally:
         if bar is not None:
@@ -60,11 +71,11 @@ def _parse_fps(text: str) -> Fraction:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer
+    from napari_vsr.io import open_frames, open_writer, writer_kind
 
     out = Path(args.video)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError("already exists; add --overwrite to replace it", path=out)
+    kind = writer_kind(out)  # an unknown extension is a usage error, before any work
+    _check_output(out, args.dir, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
     fps = _parse_fps(args.fps)
     source = open_frames(args.dir)
     bar = None if args.quiet else ProgressBar("merge")
@@ -77,6 +88,7 @@ def run_merge(args: argparse.Namespace) -> int:
             crf=args.crf,
             lossless=args.lossless,
         ) as writer:
+            writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
     finally:
         if bar is not None:
@@ -94,7 +106,11 @@ def register(subparsers) -> None:
     )
     s.add_argument("video", metavar="VIDEO")
     s.add_argument("dir", metavar="DIR", help="folder to create")
-    s.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR if it exists and napari-vsr wrote it (never another folder)",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run_split)
 

@@ -1,8 +1,10 @@
 """Frame-stack writers: a folder of numbered PNG files and a multi-page TIFF.
 
 PNG folder: ``frame_000000.png, frame_000001.png, ...`` (uint8 and uint16 kept; gray, RGB and
-RGBA kept) plus ``napari_vsr.json`` holding fps and metadata, which the folder reader picks up.
-float32 frames are refused (PNG has no float type: use TIFF or zarr).
+RGBA kept) plus ``napari_vsr.json`` holding fps and metadata, which the folder reader picks up,
+and the hidden marker ``.napari-vsr-output`` that lets ``overwrite`` replace the folder later
+(see :mod:`napari_vsr.io.writer_base`).  float32 frames are refused (PNG has no float type: use
+TIFF or zarr).
 
 TIFF: one page per frame in a single contiguous series (axes ``TYX`` or ``TYXS``), dtype kept
 (uint8, uint16, float32), fps and metadata stored as JSON in the first page's description.
@@ -22,7 +24,7 @@ import tifffile
 
 from napari_vsr.errors import UnsupportedDtypeError
 from napari_vsr.io.stack_reader import FOLDER_META_NAME, TIFF_META_KEY
-from napari_vsr.io.writer_base import Writer, temp_path_beside
+from napari_vsr.io.writer_base import Writer, remove_path, temp_path_beside, write_marker
 
 
 def _jsonable(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -53,6 +55,9 @@ class PngFolderWriter(Writer):
         PNG compression level 0 (fast, big) .. 9 (slow, small).
     """
 
+    folder_output = True
+    size_ratio = 0.8  # PNG of natural images: typically 40-80 % of the raw bytes
+
     def __init__(
         self,
         path: str | os.PathLike,
@@ -64,7 +69,12 @@ class PngFolderWriter(Writer):
     ):
         super().__init__(path, overwrite=overwrite)
         self._tmp = temp_path_beside(self.path, keep_suffix=False)
-        self._tmp.mkdir()
+        try:
+            self._tmp.mkdir()
+            write_marker(self._tmp, "frames")
+        except OSError as exc:
+            remove_path(self._tmp)
+            raise self._init_failed(exc, "creating the frames folder") from exc
         self._fps = fps
         self._metadata = _jsonable(metadata)
         self._params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
@@ -120,7 +130,11 @@ class TiffStackWriter(Writer):
     ):
         super().__init__(path, overwrite=overwrite)
         self._tmp = temp_path_beside(self.path)
-        self._tif = tifffile.TiffWriter(self._tmp)
+        try:
+            self._tif = tifffile.TiffWriter(self._tmp)
+        except OSError as exc:
+            remove_path(self._tmp)
+            raise self._init_failed(exc, "creating the TIFF file") from exc
         self._meta = {**_jsonable(metadata), "fps": fps}
 
     @property

@@ -6,7 +6,11 @@ Target rules:
 - ``.tif``, ``.tiff`` -> :class:`~napari_vsr.io.stack_writers.TiffStackWriter`
 - ``.zarr`` -> ``napari_vsr.io.zarr_store.ZarrWriter`` (the engine's on-disk store)
 - a path ending in a slash, with no extension, with the ``.frames`` extension, or an
-  existing folder -> :class:`~napari_vsr.io.stack_writers.PngFolderWriter`
+  existing folder whose extension names no file output ->
+  :class:`~napari_vsr.io.stack_writers.PngFolderWriter`
+
+A file target never becomes a folder: an existing folder named ``out.mp4`` stays a video
+target, which the writer then refuses to replace (see :mod:`napari_vsr.io.writer_base`).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ def writer_kind(path: str | os.PathLike) -> str:
     text = os.fspath(path)
     p = Path(text)
     suffix = p.suffix.lower()
+    file_suffix = suffix in VIDEO_OUT_EXTENSIONS or suffix in (".tif", ".tiff", ".zarr")
     if (
         text.endswith(("/", os.sep))
         or suffix in FOLDER_SUFFIXES
-        or (p.is_dir() and suffix != ".zarr")
+        or (p.is_dir() and not file_suffix)
     ):
         return "frames"
     if suffix in VIDEO_OUT_EXTENSIONS:
@@ -92,7 +97,7 @@ def open_writer(
     """
     kind = writer_kind(path)
     if kind == "video":
-        return VideoWriter(
+        writer = VideoWriter(
             path,
             fps=fps,
             overwrite=overwrite,
@@ -103,6 +108,10 @@ def open_writer(
             frame_times=frame_times,
             metadata=metadata,
         )
+        # for the free-space estimate: CRF 18 H.264 of natural video is well under 3 % of the
+        # raw RGB bytes; FFV1 and lossless x264 keep about half
+        writer.size_ratio = 0.6 if lossless else 0.03
+        return writer
     video_only = {
         "codec": codec,
         "crf": crf,
@@ -140,7 +149,9 @@ def write_frames_to(
 ) -> Path:
     """Write a whole stack (``(T, H, W[, C])`` array, FrameArray or iterable of frames).
 
-    Same options as :func:`open_writer`.  Returns the target path once committed.
+    Same options as :func:`open_writer`.  For an array the writer's pre-flight checks run
+    before the first frame (writable folder, free space, the format's limits).  Returns the
+    target path once committed.
     """
     writer = open_writer(
         path,
@@ -155,6 +166,8 @@ def write_frames_to(
     )
     with writer:
         if hasattr(frames, "shape") and hasattr(frames, "__getitem__"):
+            if len(frames.shape) >= 3 and hasattr(frames, "dtype"):
+                writer.preflight(tuple(frames.shape[1:]), frames.dtype, int(frames.shape[0]))
             for i in range(frames.shape[0]):
                 writer.write(frames[i])
         else:

@@ -1,9 +1,12 @@
 """On-disk zarr stores for results: a streaming writer and a pre-sized result array.
 
 * :class:`ZarrWriter` follows the project's Writer protocol (``write(frame)``, ``close()``,
-  ``abort()``, context manager).  Frames are appended to ``<name>.zarr.tmp-XXXX`` beside the
-  target, one frame per chunk, and the folder is renamed to the target only on :meth:`close`, so
-  an interrupted run never leaves a partial store under the target name.
+  ``abort()``, ``preflight()``, context manager).  Frames are appended to the hidden
+  ``.<name>.zarr.partial-<pid>-XXXX`` beside the target, one frame per chunk, and the folder is
+  renamed to the target only on :meth:`close`, so an interrupted run never leaves a partial
+  store under the target name; a killed run's partial is swept when the target is written
+  again.  Like every folder output, a store holds the marker ``.napari-vsr-output``, and
+  ``overwrite`` replaces only a store that has it (see :mod:`napari_vsr.io.writer_base`).
 * :func:`create_result_store` makes an array of a known full shape that is filled in as frames
   finish (the widgets back a napari layer with it); :func:`open_result_store` reopens one.
 
@@ -16,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -26,10 +28,23 @@ import numpy as np
 import zarr
 
 from napari_vsr.errors import (
-    OutputExistsError,
     SourceNotFoundError,
     UnreadableMediaError,
+    VsrError,
     WriteError,
+)
+from napari_vsr.io.writer_base import (
+    check_target,
+    check_writable,
+    commit_beside,
+    estimate_output_bytes,
+    make_parents,
+    remove_created,
+    sweep_partials,
+    temp_path_beside,
+    translate_os_error,
+    warn_if_short_of_space,
+    write_marker,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +72,14 @@ def _jsonable(value: Any) -> Any:
         return value
     except TypeError:
         return str(value)
+
+
+def _translate_zarr_error(exc: BaseException, path: Path, doing: str) -> VsrError:
+    """The one translation of zarr and OS errors in this module (OS causes: see
+    :func:`~napari_vsr.io.writer_base.translate_os_error`)."""
+    if isinstance(exc, OSError | VsrError):
+        return translate_os_error(exc, path, doing)
+    return WriteError(f"{doing} failed ({type(exc).__name__}: {exc})", path=path)
 
 
 def _remove(path: Path) -> None:
@@ -92,17 +115,38 @@ class ZarrWriter:
         self.path = Path(path)
         self.overwrite = overwrite
         self.metadata = dict(metadata or {})
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(
-                "already exists; pass overwrite=True (--overwrite) to replace it", path=self.path
-            )
-        parent = self.path.parent
-        if not parent.is_dir():
-            raise WriteError(f"the folder {parent} does not exist", path=self.path)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.path.name}.tmp-", dir=parent))
+        self._closed = True  # until the partial store exists
+        self._created: list[Path] = []
+        check_target(self.path, overwrite=overwrite, folder=True)
+        self._tmp = temp_path_beside(self.path, keep_suffix=False)
+        try:
+            self._created = make_parents(self.path.parent)
+            sweep_partials(self.path)
+            self._tmp.mkdir()
+            write_marker(self._tmp, "zarr")
+        except OSError as exc:
+            _rmtree_quiet(self._tmp)
+            remove_created(self._created)
+            raise _translate_zarr_error(exc, self.path, "creating the zarr store") from exc
         self._array = None
         self._count = 0
         self._closed = False
+
+    def validate(self, frame_shape: tuple[int, ...], dtype: Any) -> None:
+        """Refuse frames this output cannot hold (a zarr store holds any; no-op)."""
+
+    def preflight(self, frame_shape: tuple[int, ...], dtype: Any, n_frames: int) -> None:
+        """Before any work: the folder is writable, free space suffices (else a logged
+        warning), :meth:`validate` accepts the frames.  See ``Writer.preflight``."""
+        check_writable(self.path.parent, self.path)
+        needed = estimate_output_bytes(tuple(frame_shape), dtype, int(n_frames))
+        warn_if_short_of_space(self.path.parent, needed, self.path)
+        self.validate(tuple(frame_shape), dtype)
+
+    @property
+    def temp_path(self) -> Path:
+        """The partial store, renamed to :attr:`path` on :meth:`close`."""
+        return self._tmp
 
     @property
     def frames_written(self) -> int:
@@ -113,25 +157,31 @@ class ZarrWriter:
         if self._closed:
             raise WriteError("write() after close() or abort()", path=self.path)
         frame = np.asarray(frame)
-        if self._array is None:
-            _rmtree_quiet(self._tmp)
-            self._array = zarr.open_array(
-                store=str(self._tmp),
-                mode="w",
-                shape=(0,) + frame.shape,
-                chunks=(1,) + frame.shape,
-                dtype=frame.dtype,
-            )
-            self._array.attrs.update(_jsonable(self.metadata))
-        elif frame.shape != self._array.shape[1:] or frame.dtype != self._array.dtype:
+        if self._array is not None and (
+            frame.shape != self._array.shape[1:] or frame.dtype != self._array.dtype
+        ):
             self.abort()
             raise WriteError(
                 f"frame {self._count} has shape {frame.shape} {frame.dtype}, expected "
                 f"{self._array.shape[1:]} {self._array.dtype} like the first frame",
                 path=self.path,
             )
-        self._array.resize((self._count + 1,) + frame.shape)
-        self._array[self._count] = frame
+        try:
+            if self._array is None:
+                self._array = zarr.open_array(
+                    store=str(self._tmp),
+                    mode="w",
+                    shape=(0,) + frame.shape,
+                    chunks=(1,) + frame.shape,
+                    dtype=frame.dtype,
+                )
+                self._array.attrs.update(_jsonable(self.metadata))
+                write_marker(self._tmp, "zarr")  # mode "w" may have cleared the folder
+            self._array.resize((self._count + 1,) + frame.shape)
+            self._array[self._count] = frame
+        except Exception as exc:
+            self.abort()
+            raise _translate_zarr_error(exc, self.path, f"writing frame {self._count}") from exc
         self._count += 1
 
     def close(self) -> None:
@@ -141,27 +191,31 @@ class ZarrWriter:
         if self._array is None:
             self.abort()
             raise WriteError("no frames were written; nothing to save", path=self.path)
-        self._closed = True
         try:
-            if self.path.exists() or self.path.is_symlink():
-                if not self.overwrite:
-                    raise OutputExistsError("appeared while writing; not replaced", path=self.path)
-                _remove(self.path)
-            os.replace(self._tmp, self.path)
-        except OutputExistsError:
-            _rmtree_quiet(self._tmp)
-            raise
-        except OSError as exc:
-            _rmtree_quiet(self._tmp)
-            raise WriteError(
-                f"could not move the finished store into place: {exc}", path=self.path
-            ) from exc
+            commit_beside(self._tmp, self.path, overwrite=self.overwrite, folder=True)
+        except (OSError, VsrError) as exc:
+            self.abort()
+            error = _translate_zarr_error(exc, self.path, "moving the finished store into place")
+            if error is exc:
+                raise
+            raise error from exc
+        self._closed = True
         log.info("wrote %d frames to %s", self._count, self.path)
 
     def abort(self) -> None:
         """Drop everything written so far; the target is left untouched."""
+        if self._closed:
+            return
         self._closed = True
         _rmtree_quiet(self._tmp)
+        remove_created(self._created)
+
+    def __del__(self):  # a writer dropped without close() leaves no partial store behind
+        try:
+            if not self._closed:
+                self.abort()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     def __enter__(self) -> ZarrWriter:
         return self
@@ -212,12 +266,16 @@ def create_result_store(
     """
     path = Path(path)
     shape = tuple(int(s) for s in shape)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise OutputExistsError("already exists; pass overwrite=True to replace it", path=path)
-        _remove(path)
+    check_target(path, overwrite=overwrite, folder=True)
     chunks = tuple(int(c) for c in chunks) if chunks is not None else (1,) + shape[1:]
+    created: list[Path] = []
     try:
+        created = make_parents(path.parent)
+        check_writable(path.parent, path)
+        needed = estimate_output_bytes(shape[1:], dtype, shape[0] if shape else 1)
+        warn_if_short_of_space(path.parent, needed, path)
+        if path.exists() or path.is_symlink():
+            _remove(path)  # a store napari-vsr wrote (check_target made sure)
         array = zarr.open_array(
             store=str(path),
             mode="w",
@@ -226,10 +284,17 @@ def create_result_store(
             dtype=np.dtype(dtype),
             fill_value=0,
         )
-    except OSError as exc:
-        raise WriteError(f"could not create a zarr store: {exc}", path=path) from exc
-    if attrs:
-        array.attrs.update(_jsonable(dict(attrs)))
+        write_marker(path, "zarr")
+        if attrs:
+            array.attrs.update(_jsonable(dict(attrs)))
+    except Exception as exc:
+        if not isinstance(exc, VsrError):
+            _rmtree_quiet(path)
+        remove_created(created)
+        error = _translate_zarr_error(exc, path, "creating a zarr store")
+        if error is exc:
+            raise
+        raise error from exc
     return array
 
 

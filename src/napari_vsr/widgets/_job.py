@@ -132,6 +132,7 @@ def _resolve_weights(request: JobRequest, events: list) -> str | None:
 def run_job(request: JobRequest, cancel: CancelToken) -> Iterator[Any]:
     """Run one enhancement; yields JobStarted, WeightsProgress, FrameDone; returns JobEnd."""
     from napari_vsr.enhancers import make_enhancer
+    from napari_vsr.host_memory import check_in_memory_result, plan_enhancer_chunk
 
     t0 = time.perf_counter()
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -154,13 +155,19 @@ def run_job(request: JobRequest, cancel: CancelToken) -> Iterator[Any]:
         label = enhancer_label(enhancer)
         metadata = _metadata(request, enhancer, started_at)
         metadata["layer"] = _layer_kwargs(request, enhancer.scale, label)
+        # before any work: one frame and one chunk fit in memory (and an in-memory result)
+        chunk = plan_enhancer_chunk(
+            enhancer, request.source.shape, (request.source.shape[0],) + tuple(shape[1:]),
+            rgb=request.rgb, chunk=request.chunk, overlap=request.overlap,
+            source=request.source_name,
+        )
         if request.store_dir is None:
+            check_in_memory_result(shape, dtype, what="the preview")
             store = np.zeros(shape, dtype)
         else:
             from napari_vsr.io.zarr_store import create_result_store
 
-            folder = Path(request.store_dir)
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = Path(request.store_dir)  # created (and checked) by create_result_store
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             path = folder / f"{_slug(request.source_name)}-{_slug(label)}-{stamp}.zarr"
             store = create_result_store(path, shape, dtype, attrs={"napari_vsr": metadata})
@@ -170,7 +177,7 @@ def run_job(request: JobRequest, cancel: CancelToken) -> Iterator[Any]:
 
         latest: list[Progress] = []
         frames = enhance(
-            request.source, enhancer, chunk=request.chunk, overlap=request.overlap,
+            request.source, enhancer, chunk=chunk, overlap=request.overlap,
             tile=request.tile, rgb=request.rgb, frame_range=(start, stop),
             progress=latest.append, cancel=cancel,
         )
