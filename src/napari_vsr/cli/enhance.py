@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
             "source_path": str(Path(args.input).resolve()),
             "frames": [start, stop],
             **enhancer.describe(),
+            # a TIFF stack's axes and channel names, so a .tif output keeps them
+            **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)},
         }
         with open_writer(
             out_path,
