@@ -75,7 +75,7 @@ def test_empty_folder_and_folder_without_images_are_claimed_and_named(tmp_path):
     texts.mkdir()
     (texts / "readme.txt").write_text("x")
     assert is_supported(texts)
-    with pytest.raises(FrameStackError, match="1 other entries"):
+    with pytest.raises(FrameStackError, match="it holds 1 other entry"):
         open_frames(texts)
 
 

@@ -84,6 +84,19 @@ def _translate_os_error(exc: OSError, path: Path) -> VsrError:
     return UnreadableMediaError(f"cannot read the frame: {reason}", path=path)
 
 
+def _imdecode_quietly(buf: np.ndarray) -> np.ndarray | None:
+    """``cv2.imdecode`` without OpenCV's own stderr lines on corrupt data (we raise instead)."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None:  # pragma: no cover - OpenCV builds without the logging API
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    level = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    finally:
+        logging_api.setLogLevel(level)
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode one image file.
 
@@ -101,7 +114,7 @@ def read_image(path: Path) -> np.ndarray:
             buf = np.fromfile(path, dtype=np.uint8)
         except OSError as exc:
             raise _translate_os_error(exc, path) from exc
-        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        arr = _imdecode_quietly(buf) if buf.size else None
         if arr is None:
             raise UnreadableMediaError("not a readable image (empty or corrupt)", path=path)
         if arr.ndim == 3 and arr.shape[2] == 3:
@@ -142,7 +155,11 @@ class FolderFrames(FrameArray):
         files = list_image_files(path)
         if not files:
             others = sum(1 for p in path.iterdir() if not p.name.startswith("."))
-            found = f"it holds {others} other entries" if others else "it is empty"
+            found = (
+                f"it holds {others} other {'entry' if others == 1 else 'entries'}"
+                if others
+                else "it is empty"
+            )
             raise FrameStackError(
                 f"no image frames (png/jpg/tif/bmp) in this folder ({found}); point to a folder "
                 "of numbered images, or to a video or TIFF file",
@@ -245,7 +262,12 @@ def _translate_tiff_error(exc: BaseException, path: Path, doing: str) -> VsrErro
         cause = f"{text}; install it with 'pip install imagecodecs'"
     elif isinstance(exc, tifffile.TiffFileError) and "not a TIFF" in text:
         cause = f"not a TIFF file ({text})"
-    elif isinstance(exc, (tifffile.TiffFileError, IndexError, struct.error)) or (
+    elif isinstance(exc, IndexError):
+        cause, truncated = (
+            "the file has no readable page directory: it is truncated or corrupt",
+            True,
+        )
+    elif isinstance(exc, (tifffile.TiffFileError, struct.error)) or (
         "failed to read" in text or "unpack requires" in text
     ):
         cause, truncated = f"the file is truncated or its structure is corrupt ({text})", True
@@ -355,6 +377,12 @@ def _stored_json(tif: tifffile.TiffFile) -> dict[str, Any]:
     return {}
 
 
+def _data_end(page) -> int:
+    """One past the last byte of a page's strips or tiles (0 when it has none)."""
+    pairs = zip(page.dataoffsets, page.databytecounts, strict=False)
+    return max((int(o) + int(c) for o, c in pairs if c), default=0)
+
+
 def _promised_planes(tif: tifffile.TiffFile, page_shape: tuple[int, ...]) -> int | None:
     """How many pages the file's own metadata (ImageJ, OME, shaped JSON) says it holds."""
     try:
@@ -430,7 +458,12 @@ class TiffFrames(FrameArray):
                 series = self._tif.series[0]
             except Exception as exc:
                 raise _translate_tiff_error(exc, path, "opening the TIFF") from exc
-            self._check_complete(series, size, handler.messages)
+            try:
+                self._check_complete(series, size, handler.messages)
+            except VsrError:
+                raise
+            except Exception as exc:  # tifffile parses page directories lazily: errors here
+                raise _translate_tiff_error(exc, path, "checking the TIFF's pages") from exc
             shape, dtype, meta, rgb = self._layout(series)
         except BaseException:
             if self._tif is not None:
@@ -451,20 +484,25 @@ class TiffFrames(FrameArray):
         n_planes = int(np.prod(shape, dtype=np.int64)) // max(1, int(np.prod(page_shape)))
         promised = _promised_planes(tif, page_shape)
         if promised is not None and promised > n_planes:
-            offset = series.dataoffset
-            if offset is not None:
-                need = int(offset) + promised * plane_bytes
-                raise TruncatedMediaError(
+            found = len(tif.pages)
+            end = _data_end(tif.pages[found - 1]) if found else 0
+            if end > size:
+                message = (
+                    f"page {found} of {promised} needs bytes up to {end} but the file has {size}"
+                )
+            elif series.dataoffset is not None:
+                need = int(series.dataoffset) + promised * plane_bytes
+                message = (
                     f"the file's metadata promises {promised} images, whose data needs bytes up "
-                    f"to {need}, but the file has {size}: the file is truncated",
-                    path=path,
-                    readable_frames=0,
+                    f"to {need}, but the file has {size}"
+                )
+            else:
+                message = (
+                    f"the file's metadata promises {promised} images but the page directory "
+                    f"stops after {found} page{'s' if found != 1 else ''}"
                 )
             raise TruncatedMediaError(
-                f"the file's metadata promises {promised} images but only {n_planes} pages are "
-                "present: the file is truncated or its page directory is corrupt",
-                path=path,
-                readable_frames=0,
+                f"{message}: the file is truncated", path=path, readable_frames=0
             )
         bad = [m for m in logged if "invalid" in m or "corrupt" in m or "failed" in m]
         if bad and promised != n_planes:
@@ -511,23 +549,11 @@ class TiffFrames(FrameArray):
                     path=path,
                     readable_frames=0,
                 )
-            ends = [
-                int(o) + int(c)
-                for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)
-                if c
-            ]
-            end = max(ends, default=0)
+            end = _data_end(page)
             if end > size:
                 raise TruncatedMediaError(
                     f"page {k + 1} of {len(pages)} needs bytes up to {end} but the file has "
                     f"{size}: the file is truncated",
-                    path=path,
-                    readable_frames=0,
-                )
-            if ends and len(ends) < len(page.dataoffsets) and page.compression == 1:
-                raise TruncatedMediaError(
-                    f"page {k + 1} of {len(pages)} has empty strips or tiles: the file is "
-                    "truncated or was not completely written",
                     path=path,
                     readable_frames=0,
                 )
