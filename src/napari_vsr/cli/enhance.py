@@ -136,6 +136,22 @@ def _download_bar():
     return show
 
 
+def _check_frame_layout(source, meta: dict, out_path: Path, in_path: str) -> None:
+    """Refuse, before any work, a stack with channel/Z axes for a video or PNG-folder output."""
+    from napari_vsr.io import writer_kind
+
+    shape = tuple(source.shape)
+    rgb = getattr(source, "rgb", None)
+    if not isinstance(rgb, bool):
+        rgb = len(shape) == 4 and shape[-1] in (3, 4)
+    kind = writer_kind(out_path)
+    if kind in ("video", "frames") and len(shape) > (4 if rgb else 3):
+        raise ParameterError(
+            f"{out_path}: a {kind} output holds (H, W) or RGB(A) frames, but {in_path} has axes "
+            f"{meta.get('axes') or shape}; write a .tif or .zarr to keep them"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance
     from napari_vsr.enhancers import make_enhancer
@@ -158,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(
                 f"--frames: {args.frames!r} selects no frames of the {n} in {args.input}"
             )
+        _check_frame_layout(source, meta, out_path, args.input)
         enhancer = make_enhancer(
             args.method,
             preset=args.preset,
