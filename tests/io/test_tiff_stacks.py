@@ -266,3 +266,14 @@ def test_nd_frames_without_axes_are_refused(tmp_path):
         with TiffStackWriter(tmp_path / "x.tif") as w:
             w.write(np.zeros((2, 8, 8), np.uint16))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_big_endian_contiguous_stack_read_by_offset(tmp_path, rng, dtype):
+    data = (rng.random((5, 2, 9, 11)) * 1000).astype(dtype)
+    path = tmp_path / "be.tif"
+    tifffile.imwrite(path, data, byteorder=">", imagej=True, metadata={"axes": "TCYX"})
+    with open_frames(path) as v:
+        assert v.dtype == dtype and v.shape == data.shape
+        np.testing.assert_array_equal(v[3], data[3])
+        np.testing.assert_array_equal(v[:], data)

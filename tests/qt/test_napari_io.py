@@ -111,6 +111,7 @@ def test_open_two_channel_imagej_tiff_one_layer_per_channel(make_napari_viewer, 
     assert [tuple(layer.contrast_limits) for layer in layers] == [(0, 500), (900, 1500)]
     for c, layer in enumerate(layers):
         assert layer.data.shape == (5, 24, 32) and not layer.rgb
+        assert not isinstance(layer.data, np.ndarray)  # still lazy: frames decode on demand
         assert layer.metadata["axes"] == "TCYX" and layer.metadata["channel_names"][c]
         # the layer shows its own channel of the frame the slider points at
         np.testing.assert_array_equal(np.asarray(layer.data[3]), data[3, c])

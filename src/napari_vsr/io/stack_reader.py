@@ -525,6 +525,10 @@ class TiffFrames(FrameArray):
                     path=path,
                     readable_frames=0,
                 )
+            # uncompressed and contiguous: every plane is read by its offset, so the page
+            # directories need not be parsed (that costs ~0.2 ms a page)
+            self._contiguous = (int(series.dataoffset), plane_bytes)
+            return
         for k in range(len(pages)):
             try:
                 page = pages[k]
@@ -532,17 +536,6 @@ class TiffFrames(FrameArray):
                 page = None
                 log.debug("page %d of %s: %s", k, path, exc)
             if page is None:
-                if series.dataoffset is not None:
-                    # the data is complete and contiguous: read planes by offset
-                    self._contiguous = (int(series.dataoffset), plane_bytes)
-                    log.info(
-                        "%s: the page directory stops after %d of %d pages; reading the "
-                        "contiguous image data by offset",
-                        path,
-                        k,
-                        len(pages),
-                    )
-                    break
                 raise TruncatedMediaError(
                     f"page {k + 1} of {len(pages)} is missing (the page directory stops early): "
                     "the file is truncated",
