@@ -277,3 +277,14 @@ def test_big_endian_contiguous_stack_read_by_offset(tmp_path, rng, dtype):
         assert v.dtype == dtype and v.shape == data.shape
         np.testing.assert_array_equal(v[3], data[3])
         np.testing.assert_array_equal(v[:], data)
+
+
+def test_one_channel_of_a_stack_keeps_its_z_axis(tmp_path):
+    """Frames of one channel of a TZCYX stack, with the stack's metadata, are written TZYX."""
+    data = _tzcyx()
+    out = tmp_path / "one_channel.tif"
+    meta = {"axes": "TZCYX", "channel_names": ["GFP", "RFP"]}  # what the reader reported
+    write_frames_to(out, data[:, :, 1], metadata=meta)
+    with open_frames(out) as back:
+        assert back.metadata["axes"] == "TZYX" and "channel_names" not in back.metadata
+        np.testing.assert_array_equal(back[:], data[:, :, 1])

@@ -161,6 +161,7 @@ class TiffStackWriter(Writer):
         self._tmp = temp_path_beside(self.path)
         self._tif = tifffile.TiffWriter(self._tmp)
         meta = dict(metadata or {})
+        self._axes_given = axes is not None  # else from metadata: may describe another layout
         axes = axes if axes is not None else meta.get("axes")
         names = channel_names if channel_names is not None else meta.get("channel_names")
         self._axes = str(axes).upper() if axes else None
@@ -173,14 +174,29 @@ class TiffStackWriter(Writer):
     def temp_path(self) -> Path:
         return self._tmp
 
-    def _frame_axes(self, frame: np.ndarray) -> str:
+    def _fitted_axes(self, ndim: int) -> str | None:
+        """``self._axes`` for frames of ``ndim`` axes, or None when they do not fit.
+
+        Axes from the metadata of a stack with channels also fit one of its channels: a
+        napari layer of one channel of a ``TZCYX`` stack has ``TZYX`` frames.
+        """
         axes = self._axes
-        if axes is None or len(axes) != frame.ndim + 1 or axes[-2:] not in ("YX", "XS"):
-            if axes is not None:
+        if not axes or axes[-2:] not in ("YX", "XS"):
+            return None
+        if len(axes) == ndim + 1:
+            return axes
+        if not self._axes_given and len(axes) == ndim + 2 and "C" in axes:
+            return axes.replace("C", "")
+        return None
+
+    def _frame_axes(self, frame: np.ndarray) -> str:
+        axes = self._fitted_axes(frame.ndim)
+        if axes is None:
+            if self._axes is not None and self._axes_given:
                 log.warning(
                     "%s: axes %r do not fit frames of shape %s; writing them as %s",
                     self.path,
-                    axes,
+                    self._axes,
                     frame.shape,
                     "TYX" if frame.ndim == 2 else "TYXS",
                 )
@@ -190,8 +206,8 @@ class TiffStackWriter(Writer):
 
     def _validate(self, frame: Any) -> np.ndarray:
         arr = np.asarray(frame)
-        axes = self._axes
-        if axes is None or len(axes) != arr.ndim + 1 or axes in ("TYX", "TYXS"):
+        axes = self._fitted_axes(arr.ndim)
+        if axes is None or axes in ("TYX", "TYXS"):
             return as_frame(arr, self.path)  # (H, W[, S]) frames, as every writer takes
         if arr.dtype.kind not in "uif":
             raise UnsupportedDtypeError(f"cannot write frames of dtype {arr.dtype}", path=self.path)
@@ -211,7 +227,10 @@ class TiffStackWriter(Writer):
                 self._mode = "plain"
             else:
                 self._mode = "imagej" if _imagej_ok(axes) else "shaped"
-            if self._names is not None and "C" in axes:
+            if "C" not in axes:
+                self._names = None
+                self._meta.pop("channel_names", None)
+            if self._names is not None:
                 n = frame.shape[axes.index("C") - 1]
                 if len(self._names) != n:
                     log.warning(
@@ -221,6 +240,7 @@ class TiffStackWriter(Writer):
                         n,
                     )
                     self._names = None
+                    self._meta.pop("channel_names", None)
             if self._names is not None:
                 self._meta["channel_names"] = self._names
             self._meta["axes"] = axes
