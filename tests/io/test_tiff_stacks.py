@@ -288,3 +288,18 @@ def test_one_channel_of_a_stack_keeps_its_z_axis(tmp_path):
     with open_frames(out) as back:
         assert back.metadata["axes"] == "TZYX" and "channel_names" not in back.metadata
         np.testing.assert_array_equal(back[:], data[:, :, 1])
+
+
+def test_planar_rgba_is_rgb_and_two_samples_are_channels(tmp_path):
+    rgba = np.arange(3 * 4 * 16 * 32, dtype=np.uint8).reshape(3, 4, 16, 32)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, rgba, photometric="rgb", planarconfig="separate")
+    with open_frames(path) as v:  # stored (S, Y, X) per page: samples moved last
+        assert v.rgb and v.metadata["axes"] == "TYXS"
+        np.testing.assert_array_equal(v[:], np.moveaxis(rgba, 1, -1))
+    two = np.arange(3 * 16 * 32 * 2, dtype=np.uint16).reshape(3, 16, 32, 2)
+    path = tmp_path / "two_samples.tif"
+    tifffile.imwrite(path, two, photometric="minisblack", planarconfig="contig")
+    with open_frames(path) as v:  # two interleaved samples are not a colour image
+        assert not v.rgb and v.metadata["axes"] == "TCYX" and v.metadata["channel_axis"] == 1
+        np.testing.assert_array_equal(v[:], np.moveaxis(two, -1, 1))

@@ -3,12 +3,16 @@
 Folder rules: files with an image extension (png, jpg/jpeg, tif/tiff, bmp; any case) are
 frames, everything else is ignored; they are ordered by natural sort (``frame_2`` before
 ``frame_10``).  Every frame must have the size, channel count and dtype of the first one.
-Frames are decoded on access.
+Frames are decoded on access; PNG alpha (RGBA) and 16 bits are kept.  A frame that cannot be
+read raises one project error naming that file.
 
-TIFF rules: the first series is read with tifffile, keeping uint8/uint16/float32.  Layouts are
-put into napari's convention: ``(T, H, W)`` gray or ``(T, H, W, C)`` with C in 3/4 channels last;
-a channel-first ``(T, C, H, W)`` series with 3 or 4 channels is transposed.  One frame per page
-is read lazily; other layouts are loaded whole at open.
+TIFF rules: the first series is read with tifffile (compressed pages through ``imagecodecs``),
+keeping uint8/uint16/float32 and every axis the file's metadata names, in the order
+``(T, [Z, ...,] [C,] Y, X[, S])`` (see :class:`TiffFrames`).  Before anything is decoded, every
+byte the series needs is checked against the file size (page offsets and byte counts, or the
+extent of contiguous data, and the image count the metadata promises), so a truncated file is
+refused at open.  tifffile, imagecodecs and OS errors become project errors in one place,
+:func:`_translate_tiff_error`.
 """
 
 from __future__ import annotations
@@ -213,6 +217,8 @@ class FolderFrames(FrameArray):
 # --- TIFF stacks ------------------------------------------------------------------------------
 #: axis letters of the spatial plane and of interleaved colour samples (tifffile's names)
 _SPATIAL = "YX"
+#: largest TIFF series loaded whole at open (layouts that cannot be read page by page)
+WHOLE_LOAD_LIMIT = 2**30
 #: default display colours of channels without colour metadata (ImageJ's composite order)
 DEFAULT_CHANNEL_COLORS = ("red", "green", "blue", "gray", "cyan", "magenta", "yellow")
 TWO_CHANNEL_COLORS = ("green", "magenta")
@@ -575,8 +581,9 @@ class TiffFrames(FrameArray):
                 roles.append("T")
             else:
                 roles.append("O")
-        if "S" in roles and roles.index("S") < roles.index("X"):
-            roles[roles.index("S")] = "C"  # planar RGB without an rgb photometric: channels
+        is_rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+        if "S" in roles and not is_rgb:
+            roles[roles.index("S")] = "C"  # extra samples that are not RGB(A): channels
         if "T" not in roles and "O" in roles:
             roles[roles.index("O")] = "T"
         order = (
@@ -612,6 +619,15 @@ class TiffFrames(FrameArray):
             and (self._time is None or self._time < len(shape) - k_page)
         )
         if not per_page:
+            need = int(series.nbytes)
+            if need > WHOLE_LOAD_LIMIT:
+                raise FrameStackError(
+                    f"this TIFF keeps several frames in one page (layout {axes} {shape}), so it "
+                    f"can only be read whole: {need / 2**30:.1f} GiB, more than the "
+                    f"{WHOLE_LOAD_LIMIT / 2**30:.0f} GiB napari-vsr loads at once; re-save it "
+                    "with one page per plane (e.g. tifffile.imwrite(..., imagej=True))",
+                    path=path,
+                )
             try:
                 data = series.asarray()
             except Exception as exc:
