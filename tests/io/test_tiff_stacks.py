@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_vsr.errors import TruncatedMediaError, UnreadableMediaError, VsrError
+from napari_vsr.errors import (
+    FrameStackError,
+    TruncatedMediaError,
+    UnreadableMediaError,
+    VsrError,
+)
 from napari_vsr.io import open_frames, write_frames_to
 from napari_vsr.io.stack_writers import TiffStackWriter
 
@@ -303,3 +308,17 @@ def test_planar_rgba_is_rgb_and_two_samples_are_channels(tmp_path):
     with open_frames(path) as v:  # two interleaved samples are not a colour image
         assert not v.rgb and v.metadata["axes"] == "TCYX" and v.metadata["channel_axis"] == 1
         np.testing.assert_array_equal(v[:], np.moveaxis(two, -1, 1))
+
+
+def test_volume_in_one_page_is_loaded_whole_up_to_a_limit(tmp_path, monkeypatch):
+    import napari_vsr.io.stack_reader as stack_reader
+
+    data = np.arange(4 * 16 * 32, dtype=np.uint8).reshape(4, 16, 32)
+    path = tmp_path / "volume.tif"  # one SGI-style volumetric page holding all 4 planes
+    tifffile.imwrite(path, data, volumetric=True, tile=(4, 16, 16), photometric="minisblack")
+    with open_frames(path) as v:
+        assert v.shape == (4, 16, 32)
+        np.testing.assert_array_equal(v[:], data)
+    monkeypatch.setattr(stack_reader, "WHOLE_LOAD_LIMIT", 1024)
+    with pytest.raises(FrameStackError, match=r"read whole: 0\.0 MiB, more than the 0\.0 MiB"):
+        open_frames(path)

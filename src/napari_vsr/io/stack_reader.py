@@ -623,8 +623,8 @@ class TiffFrames(FrameArray):
             if need > WHOLE_LOAD_LIMIT:
                 raise FrameStackError(
                     f"this TIFF keeps several frames in one page (layout {axes} {shape}), so it "
-                    f"can only be read whole: {need / 2**30:.1f} GiB, more than the "
-                    f"{WHOLE_LOAD_LIMIT / 2**30:.0f} GiB napari-vsr loads at once; re-save it "
+                    f"can only be read whole: {need / 2**20:.1f} MiB, more than the "
+                    f"{WHOLE_LOAD_LIMIT / 2**20:.1f} MiB napari-vsr loads at once; re-save it "
                     "with one page per plane (e.g. tifffile.imwrite(..., imagej=True))",
                     path=path,
                 )
