@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_vsr.errors import FrameStackError, UnreadableMediaError, UnsupportedDtypeError
+from napari_vsr.errors import (
+    FrameStackError,
+    SourceNotFoundError,
+    UnreadableMediaError,
+    UnsupportedDtypeError,
+)
 from napari_vsr.io import is_supported, open_frames
 
 
@@ -112,6 +117,16 @@ def test_frame_without_read_permission_names_the_file(tmp_path):
                 v[1]
     finally:
         (tmp_path / "f1.png").chmod(0o644)
+
+
+def test_frame_deleted_after_open_names_the_file(tmp_path):
+    for i in range(3):
+        _png(tmp_path / f"f{i}.png", np.full((8, 8), i, np.uint8))
+    with open_frames(tmp_path) as v:
+        (tmp_path / "f2.png").unlink()
+        np.testing.assert_array_equal(v[1], np.full((8, 8), 1, np.uint8))
+        with pytest.raises(SourceNotFoundError, match="f2.png: the frame file disappeared"):
+            v[2]
 
 
 def test_png_alpha_and_16_bit_are_kept(tmp_path, rng):
