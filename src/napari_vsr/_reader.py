@@ -20,7 +20,8 @@ def napari_get_reader(path: str | list[str]):
     """Return a reader function when napari-vsr can open ``path``, else None.
 
     Claims video files by extension (mp4 m4v mov avi mkv webm gif, any case), ``.tif``/``.tiff``
-    files and folders holding image files.  Never raises; failures to read a claimed path are
+    files and folders (except zarr stores); a folder without image frames is claimed so that
+    opening it names the problem.  Never raises; failures to read a claimed path are
     raised later by the returned function as project errors naming the file and the cause.
     """
     try:
@@ -38,17 +39,52 @@ def napari_get_reader(path: str | list[str]):
 
 
 def layer_data(path: str | os.PathLike) -> LayerData:
-    """Open one source as napari layer data: (lazy array, layer kwargs, "image")."""
+    """Open one source as napari layer data: (lazy array, layer kwargs, "image").
+
+    A TIFF with a channel axis (``metadata["channel_axis"]``) becomes one layer per channel
+    through napari's ``channel_axis``: names from the file (ImageJ labels, OME channel names),
+    colours from the file or green/magenta for two channels, contrast limits from ImageJ's
+    display ranges or from the first frame, additive blending.  The array is then wrapped in
+    a dask array of one chunk per frame, so napari's per-channel slicing stays lazy.
+    """
     frames = open_frames(path)
     meta = dict(frames.metadata)
-    kwargs: dict[str, Any] = {
-        "name": Path(os.fspath(path).rstrip("/\\")).name,
-        "rgb": frames.rgb,
-        "metadata": meta,
-    }
+    name = Path(os.fspath(path).rstrip("/\\")).name
+    kwargs: dict[str, Any] = {"name": name, "rgb": frames.rgb, "metadata": meta}
     if meta.get("kind") == "video" and frames.dtype.kind == "u":
         kwargs["contrast_limits"] = [0, int(np.iinfo(frames.dtype).max)]
-    return frames, kwargs, "image"
+    channel_axis = meta.get("channel_axis")
+    if channel_axis is None:
+        return frames, kwargs, "image"
+    import dask.array as da
+
+    n = frames.shape[channel_axis]
+    chunks = (1, *frames.shape[1:])
+    data = da.from_array(frames, chunks=chunks, meta=np.empty((0,) * frames.ndim, frames.dtype))
+    names = meta.get("channel_names") or [f"C{k}" for k in range(n)]
+    kwargs.update(
+        name=[f"{name} [{c}]" for c in names],
+        channel_axis=channel_axis,
+        colormap=list(meta.get("channel_colors") or [None] * n),
+        contrast_limits=meta.get("channel_ranges") or _first_frame_limits(frames, channel_axis),
+        blending="additive",
+    )
+    return data, kwargs, "image"
+
+
+def _first_frame_limits(frames, channel_axis: int) -> list[list[float]]:
+    """Per-channel [min, max] of frame 0 (one frame decoded), widened where flat."""
+    first = np.asarray(frames[0])
+    axis = channel_axis - 1  # the frame has no time axis
+    limits = []
+    for k in range(first.shape[axis]):
+        plane = np.take(first, k, axis=axis)
+        lo, hi = float(np.nanmin(plane)), float(np.nanmax(plane))
+        if not hi > lo:
+            top = float(np.iinfo(frames.dtype).max) if frames.dtype.kind == "u" else lo + 1.0
+            lo, hi = (0.0, top) if top > lo else (lo, lo + 1.0)
+        limits.append([lo, hi])
+    return limits
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:

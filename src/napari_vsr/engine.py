@@ -4,8 +4,11 @@
 and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to end:
 
 1. **Layout.**  The time axis is moved to the front; the two spatial axes are the last two (or the
-   two before a trailing channel axis when ``rgb``); any axes in between (e.g. Z) are "planes",
-   each enhanced as its own sequence.
+   two before a trailing channel axis when ``rgb``); any axes in between (e.g. Z, or the C axis
+   of a microscopy stack, ``(T, Z, C, Y, X)``) are "planes", each enhanced as its own gray
+   sequence, so a stack keeps its axes and channel count.  Whether the last axis holds colour
+   samples comes from the source's own ``rgb`` flag when it has one (TIFF stacks say so), so a
+   ``(T, C, Y, X)`` stack that happens to be 3 or 4 pixels wide is never taken for RGB.
 2. **Temporal chunks.**  Output frames ``[s, s + chunk)`` are computed from input frames
    ``[s - overlap, s + chunk + overlap)`` (clipped to the array); the outputs of the context frames
    are discarded.  Recurrent networks thus start each chunk "warm", and temporal filters over
@@ -500,7 +503,8 @@ def enhance(
     time_axis : int
         Which axis is time (must come before the spatial axes).
     rgb : bool, optional
-        Whether the last axis holds channels; None guesses like napari (last axis of 3 or 4).
+        Whether the last axis holds channels; None takes ``frames.rgb`` when the array has one
+        (every reader's frame array does), else guesses like napari (last axis of 3 or 4).
     frame_range : (start, stop), optional
         Half-open range of output frames; context may still come from outside it.
     progress : callable, optional
@@ -528,6 +532,8 @@ def enhance(
     DeviceError
         Out of device memory even at the smallest tile.
     """
+    if rgb is None and isinstance(getattr(frames, "rgb", None), bool):
+        rgb = frames.rgb  # the reader knows (e.g. a TIFF's samples axis); shape is a guess
     layout = _layout(np.shape(frames), time_axis, rgb)
     dtype = np.dtype(frames.dtype)
     overlap = enhancer.default_overlap if overlap is None else int(overlap)

@@ -18,6 +18,7 @@ import pytest
 from napari_vsr import _reader
 from napari_vsr.errors import (
     CorruptFrameError,
+    FrameStackError,
     SourceNotFoundError,
     SourcePermissionError,
     TruncatedMediaError,
@@ -100,13 +101,11 @@ def test_unsupported_extension(tmp_path):
 
 def test_reader_hook_declines_without_raising(tmp_path, bad):
     (tmp_path / "notes.txt").write_text("x")
-    empty = tmp_path / "empty_dir"
-    empty.mkdir()
+    (tmp_path / "lone.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     for path in (
         tmp_path / "notes.txt",
         tmp_path / "missing.xyz",
-        empty,
-        str(empty),
+        tmp_path / "lone.png",  # single images are napari's built-in reader's job
         42,
         None,
         [str(tmp_path / "notes.txt")],
@@ -116,11 +115,16 @@ def test_reader_hook_declines_without_raising(tmp_path, bad):
         assert _reader.napari_get_reader(path) is None
 
 
-def test_reader_hook_claims_then_raises_project_errors(bad):
+def test_reader_hook_claims_then_raises_project_errors(bad, tmp_path):
     reader = _reader.napari_get_reader(str(bad / "text.mp4"))
     assert callable(reader)
     with pytest.raises(UnreadableMediaError, match="text.mp4"):
         reader(str(bad / "text.mp4"))
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    reader = _reader.napari_get_reader(str(empty))  # claimed, to say why it cannot be read
+    with pytest.raises(FrameStackError, match="empty_dir: no image frames"):
+        reader(str(empty))
 
 
 # --- paths that are not regular files: refused at once, named ----------------------------------

@@ -82,3 +82,66 @@ def test_sample_data(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-vsr", "demo_clip")
     assert viewer.layers[0].data.shape == (10, 360, 640, 3)
+
+
+def _fluorescence(t: int = 5, z: int | None = None, h: int = 24, w: int = 32) -> np.ndarray:
+    """A 2-channel uint16 stack whose pixels encode (frame, z, channel): checkable per layer."""
+    zs = z or 1
+    data = np.zeros((t, zs, 2, h, w), np.uint16)
+    for i in range(t):
+        for k in range(zs):
+            for c in range(2):
+                data[i, k, c] = 1000 * c + 100 * k + 10 * i + np.arange(w) % 7
+    return data if z else data[:, 0]
+
+
+def test_open_two_channel_imagej_tiff_one_layer_per_channel(make_napari_viewer, tmp_path):
+    data = _fluorescence()
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        metadata={"axes": "TCYX", "Labels": ["GFP", "mCherry"], "Ranges": (0, 500, 900, 1500)},
+    )
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-vsr")
+    assert [layer.name for layer in layers] == ["cells.tif [GFP]", "cells.tif [mCherry]"]
+    assert [layer.colormap.name for layer in layers] == ["green", "magenta"]
+    assert [tuple(layer.contrast_limits) for layer in layers] == [(0, 500), (900, 1500)]
+    for c, layer in enumerate(layers):
+        assert layer.data.shape == (5, 24, 32) and not layer.rgb
+        assert not isinstance(layer.data, np.ndarray)  # still lazy: frames decode on demand
+        assert layer.metadata["axes"] == "TCYX" and layer.metadata["channel_names"][c]
+        # the layer shows its own channel of the frame the slider points at
+        np.testing.assert_array_equal(np.asarray(layer.data[3]), data[3, c])
+    viewer.dims.set_point(0, 4)
+    shown = np.asarray(layers[1]._slice.image.view)
+    np.testing.assert_array_equal(shown, data[4, 1])
+
+
+def test_open_ome_tczyx_keeps_z_and_names(make_napari_viewer, tmp_path):
+    data = _fluorescence(t=3, z=4)  # T, Z, C, Y, X
+    path = tmp_path / "embryo.ome.tif"
+    tifffile.imwrite(
+        path,
+        np.moveaxis(data, 2, 1),  # stored as TCZYX
+        ome=True,
+        metadata={"axes": "TCZYX", "Channel": {"Name": ["DAPI", "Actin"]}},
+    )
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-vsr")
+    assert [layer.name for layer in layers] == ["embryo.ome.tif [DAPI]", "embryo.ome.tif [Actin]"]
+    for c, layer in enumerate(layers):
+        assert layer.data.shape == (3, 4, 24, 32)  # T, Z, Y, X: one slider each
+        np.testing.assert_array_equal(np.asarray(layer.data[2, 3]), data[2, 3, c])
+
+
+def test_empty_folder_is_claimed_with_a_clear_error(make_napari_viewer, tmp_path):
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception, match="no image frames") as info:
+        viewer.open(str(empty), plugin="napari-vsr")
+    assert "nothing_here" in str(info.value)
+    assert len(viewer.layers) == 0

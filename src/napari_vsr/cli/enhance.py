@@ -167,6 +167,22 @@ def _download_bar():
     return show
 
 
+def _check_frame_layout(source, meta: dict, out_path: Path, in_path: str) -> None:
+    """Refuse, before any work, a stack with channel/Z axes for a video or PNG-folder output."""
+    from napari_vsr.io import writer_kind
+
+    shape = tuple(source.shape)
+    rgb = getattr(source, "rgb", None)
+    if not isinstance(rgb, bool):
+        rgb = len(shape) == 4 and shape[-1] in (3, 4)
+    kind = writer_kind(out_path)
+    if kind in ("video", "frames") and len(shape) > (4 if rgb else 3):
+        raise ParameterError(
+            f"{out_path}: a {kind} output holds (H, W) or RGB(A) frames, but {in_path} has axes "
+            f"{meta.get('axes') or shape}; write a .tif or .zarr to keep them"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
@@ -200,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--frames {args.frames}: {args.input} has only {n} frames; enhancing frames "
                 f"{start}:{stop}"
             )
+        _check_frame_layout(source, meta, out_path, args.input)
         enhancer = make_enhancer(
             args.method,
             preset=args.preset,
@@ -228,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             "source_path": str(Path(args.input).resolve()),
             "frames": [start, stop],
             **enhancer.describe(),
+            # a TIFF stack's axes and channel names, so a .tif output keeps them
+            **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)},
         }
         with open_writer(
             out_path,

@@ -49,6 +49,21 @@ def describe(path: str, *, skip_bad_frames: bool = False) -> dict[str, Any]:
             )
         elif md.get("axes"):
             facts["axes"] = md["axes"]
+            axes = str(md["axes"])
+            if len(axes) == frames.ndim and "Y" in axes and "X" in axes:
+                # stacks with channel / Z axes: (T, [Z,] [C,] Y, X[, S])
+                shape = frames.shape
+                facts["height"], facts["width"] = shape[axes.index("Y")], shape[axes.index("X")]
+                facts["channels"] = (
+                    shape[axes.index("C")]
+                    if "C" in axes
+                    else shape[-1]
+                    if axes.endswith("S")
+                    else 1
+                )
+                facts["shape"] = list(shape)
+                if md.get("channel_names"):
+                    facts["channel_names"] = list(md["channel_names"])
     return facts
 
 
@@ -109,7 +124,10 @@ def format_facts(facts: dict[str, Any]) -> str:
                 )
             )
     if facts.get("axes"):
-        rows.append(("axes", facts["axes"]))
+        shape = facts.get("shape")
+        rows.append(("axes", f"{facts['axes']} {tuple(shape)}" if shape else facts["axes"]))
+    if facts.get("channel_names"):
+        rows.append(("channel names", ", ".join(facts["channel_names"])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

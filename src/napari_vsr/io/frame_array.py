@@ -1,8 +1,10 @@
 """The lazy, numpy-like frame sequence every reader returns.
 
 A :class:`FrameArray` has shape ``(T, H, W)`` (gray) or ``(T, H, W, C)`` (C = 3 or 4, channels
-last, napari's ``rgb`` convention) and decodes frames only when they are indexed.  Subclasses
-implement :meth:`FrameArray._read_frames`; indexing, caching and locking live here.
+last, napari's ``rgb`` convention) and decodes frames only when they are indexed.  TIFF stacks
+may have more axes, ``(T, *extra, H, W[, S])`` (e.g. ``(T, Z, C, Y, X)``); their
+``metadata["axes"]`` names them and ``rgb`` says whether the last axis holds colour samples.
+Subclasses implement :meth:`FrameArray._read_frames`; indexing, caching and locking live here.
 """
 
 from __future__ import annotations
@@ -68,12 +70,13 @@ class FrameArray(abc.ABC):
     Attributes
     ----------
     shape : tuple of int
-        ``(T, H, W)`` or ``(T, H, W, C)``.
+        ``(T, H, W)`` or ``(T, H, W, C)``; TIFF stacks may have extra axes after T.
     dtype : numpy.dtype
         uint8, uint16 or float32; values are the source's (uint8 0..255, uint16 0..65535,
         float32 as stored).
     rgb : bool
-        True when the last axis holds colour channels (3 or 4).
+        True when the last axis holds colour channels (3 or 4); a reader may say so explicitly
+        (the ``rgb`` argument), otherwise a 4-D array whose last axis is 3 or 4 counts.
     metadata : dict
         What the source says about itself; always has ``source_path``, ``kind`` and
         ``n_frames`` (see :func:`napari_vsr.io.open_frames` for the video keys).
@@ -93,8 +96,10 @@ class FrameArray(abc.ABC):
         metadata: dict[str, Any],
         *,
         cache_mb: float = DEFAULT_CACHE_MB,
+        rgb: bool | None = None,
     ):
         self._shape = tuple(int(s) for s in shape)
+        self._rgb = rgb
         self._dtype = np.dtype(dtype)
         self.metadata = metadata
         self._lock = threading.RLock()
@@ -124,6 +129,8 @@ class FrameArray(abc.ABC):
 
     @property
     def rgb(self) -> bool:
+        if self._rgb is not None:
+            return bool(self._rgb)
         return self.ndim == 4 and self._shape[-1] in (3, 4)
 
     @property

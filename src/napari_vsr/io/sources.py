@@ -8,7 +8,7 @@ from pathlib import Path
 from napari_vsr.errors import UnreadableMediaError
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.source_checks import check_source
-from napari_vsr.io.stack_reader import IMAGE_EXTENSIONS, FolderFrames, TiffFrames
+from napari_vsr.io.stack_reader import ZARR_MARKERS, FolderFrames, TiffFrames
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif"})
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
@@ -17,19 +17,18 @@ TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 def source_kind(path: str | os.PathLike) -> str | None:
     """``"video"``, ``"tiff"``, ``"folder"`` or None, judged by extension / folder contents.
 
-    Never raises; does not open files.  A folder counts when it directly holds at least one
-    image file.
+    Never raises; does not open files.  Every folder counts, except zarr stores (a ``.zarr``
+    name or zarr's own marker files inside), which napari's other readers handle: a folder
+    without image frames (empty, or only other files) is claimed so that opening it gives a
+    clear error naming the folder, instead of no reader at all.  Single image files are
+    napari's built-in reader's job and are not claimed, except ``.tif``/``.tiff`` stacks.
     """
     try:
         p = Path(path)
         if p.is_dir():
-            with os.scandir(p) as it:
-                for entry in it:
-                    if Path(
-                        entry.name
-                    ).suffix.lower() in IMAGE_EXTENSIONS and not entry.name.startswith("."):
-                        return "folder"
-            return None
+            if p.suffix.lower() == ".zarr" or any((p / marker).exists() for marker in ZARR_MARKERS):
+                return None
+            return "folder"
         suffix = p.suffix.lower()
         if suffix in VIDEO_EXTENSIONS:
             return "video"

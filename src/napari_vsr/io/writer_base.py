@@ -533,7 +533,7 @@ class Writer(abc.ABC):
         """Append one frame, ``(H, W[, C])``; every frame must match the first's shape/dtype."""
         if self._done:
             raise WriteError("the writer is already closed", path=self.path)
-        arr = as_frame(frame, self.path)
+        arr = self._check_frame(frame)
         if self._frame_shape is None:
             self._frame_shape, self._dtype = arr.shape, arr.dtype
         elif arr.shape != self._frame_shape or arr.dtype != self._dtype:
@@ -604,6 +604,10 @@ class Writer(abc.ABC):
     @abc.abstractmethod
     def temp_path(self) -> Path:
         """Where the data is written until commit."""
+
+    def _check_frame(self, frame: Any) -> np.ndarray:
+        """Check one frame before it is written (default: :func:`as_frame`)."""
+        return as_frame(frame, self.path)
 
     @abc.abstractmethod
     def _write(self, frame: np.ndarray) -> None:
