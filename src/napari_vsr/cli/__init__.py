@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 from napari_vsr.errors import ParameterError, VsrError
 
+log = logging.getLogger(__name__)
+
 #: modules under napari_vsr.cli that contribute sub-commands, in help order
 SUBCOMMAND_MODULES = ("info", "enhance", "split_merge", "weights", "recipes", "view")
 
@@ -113,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except VsrError as exc:
         print(f"napari-vsr {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:  # host memory ran out outside the engine's own handling
+        detail = f" ({exc})" if str(exc) else ""
+        print(
+            f"napari-vsr {args.command}: error: out of memory{detail}; use a smaller --chunk or "
+            "--tile, or a shorter --frames range",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:  # an operating-system failure no module translated: still one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        print(f"napari-vsr {args.command}: error: {where}{cause}", file=sys.stderr)
+        log.debug("untranslated OSError", exc_info=True)
         return 1
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)

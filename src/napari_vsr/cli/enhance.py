@@ -12,12 +12,14 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from napari_vsr.engine import Progress
 from napari_vsr.errors import OutputExistsError, ParameterError
+
+if TYPE_CHECKING:  # the engine (and PyTorch) load only when a run starts, not for every command
+    from napari_vsr.engine import Progress
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,15 @@ def _check_frame_layout(source, meta: dict, out_path: Path, in_path: str) -> Non
         )
 
 
+def _frame_size(source) -> tuple[int, int]:
+    """(H, W) of one source plane: the axes before channels-last RGB(A), else the last two."""
+    shape = tuple(source.shape)
+    rgb = getattr(source, "rgb", None)
+    if not isinstance(rgb, bool):
+        rgb = len(shape) == 4 and shape[-1] in (3, 4)
+    return (shape[-3], shape[-2]) if rgb else (shape[-2], shape[-1])
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
@@ -219,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         _check_frame_layout(source, meta, out_path, args.input)
         enhancer = make_enhancer(
             args.method,
+            frame_size=_frame_size(source),
             preset=args.preset,
             recipe=args.recipe,
             weights=args.weights,

@@ -10,7 +10,6 @@ from fractions import Fraction
 from pathlib import Path
 
 from napari_vsr.cli.enhance import ProgressBar, source_fps
-from napari_vsr.engine import Progress
 from napari_vsr.errors import OutputExistsError, ParameterError
 
 
@@ -26,6 +25,8 @@ def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> N
 
 
 def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
+    from napari_vsr.engine import Progress  # lazily: the engine loads PyTorch
+
     n = int(source.shape[0])
     for lo in range(0, n, batch):
         for frame in source[lo : min(n, lo + batch)]:
