@@ -74,8 +74,9 @@ def test_gray_uint16_float_into_lossy_video(tmp_path, clip):
         assert v.shape == (*gray.shape, 3)  # gray stored as luma, read back as RGB
         assert np.abs(v[:, :, :, 1].astype(int) - gray).mean() < 6
     deep = clip.astype(np.uint16) * 257
-    with open_frames(write_frames_to(tmp_path / "d.mp4", deep)) as v:
-        assert v.dtype == np.uint8 and np.abs(v[:].astype(int) - clip).mean() < 6
+    with open_frames(write_frames_to(tmp_path / "d.mp4", deep)) as v:  # 16-bit: 10-bit H.264
+        assert v.metadata["pix_fmt"] == "yuv420p10le" and v.dtype == np.uint16
+        assert np.abs(v[:].astype(int) - deep).mean() < 6 * 257
     flt = clip.astype(np.float32) / 255
     with open_frames(write_frames_to(tmp_path / "f.mp4", flt)) as v:
         assert np.abs(v[:].astype(int) - clip).mean() < 6
