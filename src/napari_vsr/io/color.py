@@ -423,11 +423,31 @@ def output_color(
     primaries: str | None = None,
     transfer: str | None = None,
 ) -> ColorInfo:
-    """The colour description of an output: given values, else HD/SD defaults, limited range."""
-    m = matrix or default_matrix(width, height)
+    """The colour description of an output: given values, else HD/SD defaults, limited range.
+
+    BT.2020 primaries (a wide-gamut or HDR source's, passed on) imply the BT.2020 matrix.
+    """
+    m = matrix or ("bt2020" if primaries == "bt2020" else default_matrix(width, height))
     return ColorInfo(
         m,
         color_range or "limited",
         primaries or _DEFAULT_PRIMARIES[m],
         transfer or _DEFAULT_TRANSFER[m],
     )
+
+
+def source_color_tags(metadata: dict) -> dict[str, str]:
+    """``color_primaries``/``color_transfer`` a source declared (not assumed), for a writer.
+
+    Parameters
+    ----------
+    metadata : dict
+        A frame array's ``metadata`` (video sources record ``color_*``; others record none).
+    """
+    assumed = metadata.get("color_assumed") or ()
+    tags = {}
+    for key, name in (("color_primaries", "primaries"), ("color_transfer", "transfer")):
+        value = metadata.get(key)
+        if isinstance(value, str) and name not in assumed:
+            tags[key] = value
+    return tags

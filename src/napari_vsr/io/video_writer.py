@@ -184,7 +184,8 @@ def _resolve_codec(name: str) -> str:
             continue
         if codec.type != "video":
             raise ParameterError(
-                f"--codec {name}: {enc!r} is a {codec.type} encoder, not a video one; use e.g. "
+                f"--codec {name}: {enc!r} is {'an' if codec.type[0] in 'aeiou' else 'a'} "
+                f"{codec.type} encoder, not a video one; use e.g. "
                 "h264, h265, vp9, av1, prores or ffv1"
             )
         return codec.name
