@@ -9,7 +9,14 @@ from napari_vsr.errors import SourceNotFoundError, UnreadableMediaError
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.stack_reader import IMAGE_EXTENSIONS, FolderFrames, TiffFrames
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif",
+        # broadcast / camcorder / disc / legacy web and Windows / phones / open / raw / pro
+        ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".flv", ".wmv", ".asf", ".3gp",
+        ".3g2", ".ogv", ".y4m", ".mxf", ".dv",
+    }
+)  # fmt: skip
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 
 
@@ -52,7 +59,8 @@ def open_frames(
     Parameters
     ----------
     path : path-like
-        Video (mp4 m4v mov avi mkv webm gif, any case), folder of images, or .tif/.tiff.
+        Video (mp4 m4v mov avi mkv webm gif ts mts m2ts mpg mpeg vob flv wmv asf 3gp 3g2 ogv
+        y4m mxf dv, any case), folder of images, or .tif/.tiff.
     cache_mb : float, keyword-only
         Memory budget of the decoded-frame cache (MiB).
     apply_rotation : bool, keyword-only
