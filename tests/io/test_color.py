@@ -285,6 +285,49 @@ def test_prores_4444_keeps_alpha_and_depth(tmp_path):
     assert np.abs(got[..., 3] - alpha).max() <= 65535 / 1023  # alpha: exact at 10 bits
 
 
+def _rgba_clip(n: int, height: int = 64, width: int = 96) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    frames = []
+    for i in range(n):
+        rgb = np.rint(_patches(height, width, seed=i) * 255).astype(np.uint8)
+        alpha = ((xx + 4 * i) * 255 // (width + 4 * n)).astype(np.uint8)
+        frames.append(np.concatenate([rgb, alpha[..., None]], axis=-1))
+    return np.stack(frames)
+
+
+def test_vp9_alpha_is_kept_as_rgba(tmp_path):
+    clip = _rgba_clip(6)
+    path = tmp_path / "alpha.webm"
+    with VideoWriter(path, crf=0) as w:
+        for f in clip:
+            w.write(f)
+    with open_frames(path) as v:
+        assert v.shape == (6, 64, 96, 4) and v.metadata["pix_fmt"] == "yuva420p"
+        for i in (4, 1, 5):  # seeks and reading on, with the libvpx decoder
+            got = v[i].astype(int)
+            assert np.abs(got[..., 3] - clip[i, ..., 3]).mean() < 3, f"frame {i} alpha"
+            assert np.abs(got[..., :3] - clip[i, ..., :3]).mean() < 6, f"frame {i} colour"
+
+
+def test_vp9_alpha_without_a_libvpx_decoder_is_named(tmp_path, monkeypatch, caplog):
+    clip = _rgba_clip(3)
+    path = tmp_path / "alpha.webm"
+    with VideoWriter(path) as w:
+        for f in clip:
+            w.write(f)
+    real = av.codec.Codec
+
+    def no_libvpx(name, mode="r"):
+        if name == "libvpx-vp9" and mode == "r":
+            raise ValueError(name)
+        return real(name, mode)
+
+    monkeypatch.setattr(av.codec, "Codec", no_libvpx)
+    with caplog.at_level("WARNING"), open_frames(path) as v:
+        assert v.shape[-1] == 3
+    assert any(str(path) in r.getMessage() and "alpha" in r.getMessage() for r in caplog.records)
+
+
 def test_prores_default_is_10_bit_422(tmp_path):
     frames = np.rint(_patches(64, 96) * 255).astype(np.uint8)
     path = tmp_path / "p.mov"

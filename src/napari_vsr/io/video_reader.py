@@ -188,6 +188,8 @@ class VideoFrames(FrameArray):
         self._expect = 0
         self._last_read: int | None = None  # the frame the previous decoding read returned
         self._sws_options: dict[str, int] = {"threads": 1}  # see _convert
+        self._alpha_codec = self._alpha_decoder(path, stream)
+        self._alpha_contexts: dict[int, Any] = {}  # id(stream) -> libvpx decoder
         first = self._probe_first(seek=table is None)
         if table is not None:
             if first.pts is None:
@@ -197,6 +199,8 @@ class VideoFrames(FrameArray):
                 self._set_index([p + shift for p in pts], keys)
         cc = stream.codec_context
         pix_fmt = cc.pix_fmt or (first.format.name if first is not None else None)
+        if self._alpha_codec is not None and first is not None:
+            pix_fmt = first.format.name  # libvpx's yuva420p, where the stream says yuv420p
         self._av_format, channels, dtype = _output_format(pix_fmt, keep_alpha=cc.name != "gif")
         height, width = cc.height or first.height, cc.width or first.width
         self._color = self._color_info(first, cc, width, height, pix_fmt)
@@ -230,6 +234,38 @@ class VideoFrames(FrameArray):
             pix_fmt=pix_fmt,
             path=self._path,
         )
+
+    @staticmethod
+    def _alpha_decoder(path: Path, stream) -> str | None:
+        """The libvpx decoder for a VP8/VP9 stream with alpha (FFmpeg's own drops the alpha)."""
+        if str(stream.metadata.get("alpha_mode", "")) != "1":
+            return None
+        name = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
+        if name is None:
+            return None
+        try:
+            av.codec.Codec(name, "r")
+        except (ValueError, av.error.FFmpegError):
+            log.warning(
+                "%s: the video has an alpha channel (%s alpha_mode) but this FFmpeg build has no "
+                "%s decoder to read it; reading RGB only, without the alpha",
+                path,
+                stream.codec_context.name,
+                name,
+            )
+            return None
+        return name
+
+    def _codec_context(self, stream):
+        """The decoder of a stream: its own, or a libvpx one that keeps the alpha channel."""
+        if self._alpha_codec is None:
+            return stream.codec_context
+        cc = self._alpha_contexts.get(id(stream))
+        if cc is None:
+            cc = av.CodecContext.create(self._alpha_codec, "r")
+            cc.thread_type = stream.thread_type
+            self._alpha_contexts[id(stream)] = cc
+        return cc
 
     def _check_complete(self, stream, pts: list[int], complete: bool) -> None:
         """Raise TruncatedMediaError when fewer frames arrived than the container declares."""
@@ -469,7 +505,9 @@ class VideoFrames(FrameArray):
         so skipping them cannot change the frame returned, and it saves a large share of the
         work of a seek with B-frames.
         """
-        cc = stream.codec_context
+        cc = self._codec_context(stream)
+        if cc is not stream.codec_context:
+            cc.flush_buffers()  # a seek flushes only the stream's own decoder
         skipping = False
         for packet in container.demux(stream):
             if packet.pts is not None:
@@ -477,7 +515,7 @@ class VideoFrames(FrameArray):
                 if skip != skipping:
                     cc.skip_frame = "NONREF" if skip else "DEFAULT"
                     skipping = skip
-            yield from packet.decode()
+            yield from cc.decode(packet)
         if skipping:
             cc.skip_frame = "DEFAULT"
 
