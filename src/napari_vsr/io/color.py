@@ -15,7 +15,7 @@ in ``color_assumed``.
 
 The conversions do the arithmetic themselves (OpenCV ``transform`` with a float matrix, which
 rounds to nearest): swscale's fast YUV->RGB path is off by 2-3 levels on saturated colours and
-its accurate path (``ACCURATE_RND | FULL_CHR_H_INT``) costs 10x; see ``benchmarks/notes_io.md``.
+its accurate path (``ACCURATE_RND | FULL_CHR_H_INT``) costs 10-15x; see BENCHMARKS.md (I/O).
 The numpy reference formulas (:func:`rgb_to_ycbcr`, :func:`ycbcr_to_rgb`) are what the matrices
 are derived from and what the tests check against.
 """

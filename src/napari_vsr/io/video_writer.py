@@ -23,7 +23,7 @@ Encoding rules (the defaults give files every player opens and shows in the righ
   that cannot is refused when it was asked for by name, and logs a warning when it was the
   default.  uint16 -> uint8 is ``round(x / 257)``.
 - **Lossless:** ``.mkv`` -> FFV1 (``bgr0`` for uint8 RGB, ``gbrp16le`` for uint16 RGB, ``bgra`` /
-  ``gbrap16le`` for RGBA, ``gray``/``gray16le`` for gray; exact size, bit-exact round trip).
+  ``rgba64le`` for RGBA, ``gray``/``gray16le`` for gray; exact size, bit-exact round trip).
   ``.mp4``/``.mov`` -> x264 with qp 0 on RGB (``libx264rgb``) or gray (``libx264`` ``gray``),
   8-bit only, exact size; bit-exact but not every player decodes 4:4:4 / 4:0:0 H.264.
 - **dtype:** float32/float64 are taken as [0, 1] and scaled to the target range with rounding
@@ -451,7 +451,7 @@ class VideoWriter(Writer):
                     return "ffv1", kind, {}, kind
                 if alpha:
                     return (
-                        ("ffv1", "yuva444p16le", {}, "yuv")
+                        ("ffv1", "rgba64le", {}, "rgba64le")
                         if deep
                         else ("ffv1", "bgra", {}, "rgba")
                     )
@@ -582,7 +582,7 @@ class VideoWriter(Writer):
             info = color.ColorInfo(info.matrix, "full", info.primaries, info.transfer)
         self.color = info
         bits = _bits(pix_fmt)
-        deep = bits > 8 or kind in ("gray16le", "rgb48le")
+        deep = bits > 8 or kind in ("gray16le", "rgb48le", "rgba64le")
         gray = frame.ndim == 2
 
         def prep(arr: np.ndarray) -> av.VideoFrame:
@@ -596,7 +596,7 @@ class VideoWriter(Writer):
                 return color.rgb_to_yuv_frame(
                     np.ascontiguousarray(rgb[..., :3]), pix_fmt, info, alpha=a
                 )
-            if arr.ndim == 3 and arr.shape[2] == 4 and kind != "rgba":
+            if arr.ndim == 3 and arr.shape[2] == 4 and kind not in ("rgba", "rgba64le"):
                 arr = arr[..., :3]
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=kind)
             color.tag_frame(vf, info)
