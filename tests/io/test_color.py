@@ -356,6 +356,20 @@ def test_validate_refuses_8_bit_codec_for_deep_frames_when_asked_by_name(tmp_pat
     w.abort()
 
 
+def test_hdr_into_an_8_bit_codec_is_refused_or_named(tmp_path, caplog):
+    hdr = {"color_primaries": "bt2020", "color_transfer": "smpte2084"}
+    w = VideoWriter(tmp_path / "m.mp4", codec="mpeg4", **hdr)
+    with pytest.raises(ParameterError, match="HDR"):
+        w.validate((96, 160, 3), np.uint8)
+    w.abort()
+    w = VideoWriter(tmp_path / "h.mp4", **hdr)  # default x264: 10-bit for 16-bit frames
+    w.validate((96, 160, 3), np.uint16)
+    with caplog.at_level("WARNING"):
+        w.validate((96, 160, 3), np.uint8)  # 8-bit frames with HDR tags: said, not refused
+    assert any("HDR" in r.getMessage() for r in caplog.records)
+    w.abort()
+
+
 def test_unknown_or_non_video_codecs_are_refused_at_once(tmp_path):
     with pytest.raises(ParameterError, match="audio encoder"):
         VideoWriter(tmp_path / "a.mp4", codec="aac")

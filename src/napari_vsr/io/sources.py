@@ -59,8 +59,7 @@ def open_frames(
     Parameters
     ----------
     path : path-like
-        Video (mp4 m4v mov avi mkv webm gif ts mts m2ts mpg mpeg vob flv wmv asf 3gp 3g2 ogv
-        y4m mxf dv, any case), folder of images, or .tif/.tiff.
+        Video (mp4 m4v mov avi mkv webm gif, any case), folder of images, or .tif/.tiff.
     cache_mb : float, keyword-only
         Memory budget of the decoded-frame cache (MiB).
     apply_rotation : bool, keyword-only
