@@ -10,7 +10,12 @@ that of real footage rather than of a synthetic pattern):
                     moving texture instead of footage: a second kind of content
 * ``1080p long``    the 1080p clip repeated by remuxing to ~5000 frames (open time vs length;
                     random reads only)
-* ``sample clip``   the shipped 10-frame FFV1 clip (intra only; accuracy checked by pixels)
+* ``sample clip``   the shipped 10-frame FFV1 clip (intra only; accuracy checked by pixels
+                    against a plain decode converted as the reader converts)
+
+A last table times the YUV->RGB conversion of one 1080p yuv420p BT.709 frame of flat patches
+(swscale's default and accurate paths, napari-vsr's) and gives each one's largest error against
+the BT.709 formula.
 
 Rows per clip:
 
@@ -64,7 +69,7 @@ import cv2
 import numpy as np
 
 from napari_vsr._sample_data import sample_clip_path
-from napari_vsr.io import open_frames
+from napari_vsr.io import color, open_frames
 from napari_vsr.io.video_reader import VideoFrames
 
 HERE = Path(__file__).resolve().parent
@@ -196,12 +201,83 @@ def baseline_sequential(path: Path, *, threads: bool, keep_frames: bool = False)
         s = c.streams.video[0]
         if threads:
             s.thread_type = "AUTO"
+        convert = None
         for frame in c.decode(s):
-            arr = frame.to_ndarray(format="rgb24")
-            if keep is not None:
-                keep.append(arr)
+            if keep is not None:  # the pixel reference: napari-vsr's colour conversion
+                if convert is None:
+                    convert = _reader_conversion(frame)
+                keep.append(convert(frame))
+            else:
+                frame.to_ndarray(format="rgb24")
             n += 1
     return n / (time.perf_counter() - t), keep, n
+
+
+def _reader_conversion(frame: av.VideoFrame):
+    """frame -> RGB as the reader converts it (its matrix, range and rounding)."""
+    info = color.describe_stream(
+        frame.colorspace,
+        frame.color_range,
+        frame.color_primaries,
+        frame.color_trc,
+        width=frame.width,
+        height=frame.height,
+        pix_fmt=frame.format.name,
+    )
+    if color.is_yuv_format(frame.format.name):
+        return color.YuvToRgb(frame.format.name, info)
+    return lambda f: f.to_ndarray(format="rgb24")
+
+
+def measure_color(height: int = 1080, width: int = 1920, repeats: int = 30) -> list[dict]:
+    """YUV->RGB conversion of one 1080p yuv420p BT.709 frame: ms per frame and max error.
+
+    The frame holds flat patches (primaries, secondaries, random colours) whose Y'CbCr values
+    come from the BT.709 formula; the error is against the formula's RGB on patch interiors.
+    """
+    rng = np.random.default_rng(0)
+    p = 60
+    rgb = np.zeros((height, width, 3))
+    fixed = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1)]
+    colours = np.vstack([fixed, rng.random(((height // p) * (width // p), 3))])
+    mask = np.zeros((height, width), bool)
+    for k in range((height // p) * (width // p)):
+        r, c = divmod(k, width // p)
+        rgb[r * p : (r + 1) * p, c * p : (c + 1) * p] = colours[k]
+        mask[r * p + 4 : (r + 1) * p - 4, c * p + 4 : (c + 1) * p - 4] = True
+    info = color.ColorInfo("bt709", "limited", "bt709", "bt709")
+    ycc = np.clip(np.rint(color.rgb_to_ycbcr(rgb, "bt709")), 0, 255)
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for k, plane in enumerate(frame.planes):
+        step = height // plane.height
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, -1)
+        rows[:, : plane.width] = ycc[::step, ::step, k]
+    frame.colorspace, frame.color_range = 1, 1
+    up = np.repeat(np.repeat(ycc[::2, ::2, 1:], 2, 0), 2, 1)
+    full = np.concatenate([ycc[..., :1], up], axis=-1)
+    reference = np.clip(color.ycbcr_to_rgb(full, "bt709"), 0, 1) * 255
+    sws = {"format": "rgb24", "src_colorspace": color.MATRIX_TO_SWS["bt709"], "threads": 1}
+    ways = {
+        "swscale default": lambda f: f.to_ndarray(**sws),
+        "swscale accurate": lambda f: f.to_ndarray(interpolation=color.SWS_ACCURATE, **sws),
+        "napari-vsr": color.YuvToRgb("yuv420p", info),
+    }
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    errors = {k: float(np.abs(fn(frame) - reference)[mask].max()) for k, fn in ways.items()}
+    for _ in range(repeats):  # interleaved, so load from other processes hits all alike
+        for k, fn in ways.items():
+            t = time.perf_counter()
+            fn(frame)
+            times[k].append(time.perf_counter() - t)
+    return [
+        {
+            "conversion": k,
+            "ms_median": 1e3 * float(np.median(v)),
+            "ms_min": 1e3 * float(np.min(v)),
+            "max_error_levels": errors[k],
+        }
+        for k, v in times.items()
+    ]
 
 
 def measure(
@@ -435,6 +511,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{_fmt(None if r.get('accuracy') is None else 100 * r['accuracy'], '7.1f'):>7}% "
             f"{_fmt(r.get('rss_growth_mb'), '8.0f')}"
         )
+    color_rows = measure_color()
+    print(f"\n{'1080p yuv420p -> RGB':<20} {'median ms':>9} {'min ms':>7} {'max error':>9}")
+    for r in color_rows:
+        print(
+            f"{r['conversion']:<20} {r['ms_median']:>9.2f} {r['ms_min']:>7.2f} "
+            f"{r['max_error_levels']:>9.2f}"
+        )
     out = HERE / "results" / "io.json"
     out.parent.mkdir(exist_ok=True)
     doc = {
@@ -449,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         "random_reads": n_random,
         "seed": args.seed,
         "rows": rows,
+        "color": color_rows,
     }
     out.write_text(json.dumps(doc, indent=1))
     print(f"\nwrote {out}")

@@ -273,13 +273,30 @@ def test_stream_cut_mid_gop_starts_at_its_first_keyframe(tmp_path, videos, media
 
 
 def _plain_decode(path) -> list[np.ndarray]:
-    """Every frame in presentation order by a plain PyAV loop, no seeking, nothing skipped."""
+    """Every frame in presentation order by a plain PyAV loop, no seeking, nothing skipped.
+
+    Converted with the reader's colour conversion for the stream's matrix and range (these
+    tests are about which frame arrives, not about the conversion).
+    """
     import av
+
+    from napari_vsr.io.color import YuvToRgb, describe_stream
 
     with av.open(str(path)) as c:
         frames = list(c.decode(c.streams.video[0]))
     frames.sort(key=lambda f: f.pts)
-    return [f.to_ndarray(format="rgb24") for f in frames]
+    f0 = frames[0]
+    info = describe_stream(
+        f0.colorspace,
+        f0.color_range,
+        f0.color_primaries,
+        f0.color_trc,
+        width=f0.width,
+        height=f0.height,
+        pix_fmt=f0.format.name,
+    )
+    convert = YuvToRgb(f0.format.name, info)
+    return [convert(f) for f in frames]
 
 
 @pytest.mark.parametrize("name", ["h264_bframes", "mpeg4_avi"])
@@ -328,8 +345,10 @@ def test_stepping_back_after_a_jump_backfills_the_cache(videos, media_mod):
         assert converted == []
 
 
-def test_conversion_falls_back_when_pyav_lacks_an_option(videos, media_mod):
-    with open_frames(videos["h264_bframes"], cache_mb=0) as v:
+def test_conversion_falls_back_when_pyav_lacks_an_option(tmp_path, media_mod):
+    # swscale converts the non-Y'CbCr formats (here RGB in FFV1)
+    path = media_mod.make_video(tmp_path / "rgb.mkv", codec="ffv1", pix_fmt="bgr0", n_frames=12)
+    with open_frames(path, cache_mb=0) as v:
         v._sws_options = {"no_such_option": 1}  # what an older PyAV does with threads=
         assert media_mod.read_barcode(v[7]) == 7
         assert v._sws_options == {}

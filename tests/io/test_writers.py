@@ -59,6 +59,17 @@ def test_lossless_mkv_keeps_gray_and_uint16(tmp_path, clip):
     assert not (tmp_path / "d.mp4").exists()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lossless_mkv_keeps_rgba(tmp_path, clip, dtype):
+    alpha = np.broadcast_to(np.arange(clip.shape[2], dtype=np.uint8) * 3, clip.shape[:3])
+    rgba = np.concatenate([clip, alpha[..., None]], axis=-1).astype(dtype)
+    if dtype == np.uint16:
+        rgba = rgba * 257 + 1
+    with open_frames(write_frames_to(tmp_path / "a.mkv", rgba, lossless=True)) as v:
+        assert v.shape == rgba.shape and v.dtype == dtype
+        np.testing.assert_array_equal(v[:], rgba)
+
+
 def test_odd_size_is_padded_for_yuv420p(tmp_path, media_mod):
     clip = np.stack([media_mod.barcode_frame(i, 47, 161) for i in range(4)])
     with open_frames(write_frames_to(tmp_path / "odd.mp4", clip)) as v:
@@ -74,8 +85,9 @@ def test_gray_uint16_float_into_lossy_video(tmp_path, clip):
         assert v.shape == (*gray.shape, 3)  # gray stored as luma, read back as RGB
         assert np.abs(v[:, :, :, 1].astype(int) - gray).mean() < 6
     deep = clip.astype(np.uint16) * 257
-    with open_frames(write_frames_to(tmp_path / "d.mp4", deep)) as v:
-        assert v.dtype == np.uint8 and np.abs(v[:].astype(int) - clip).mean() < 6
+    with open_frames(write_frames_to(tmp_path / "d.mp4", deep)) as v:  # 16-bit: 10-bit H.264
+        assert v.metadata["pix_fmt"] == "yuv420p10le" and v.dtype == np.uint16
+        assert np.abs(v[:].astype(int) - deep).mean() < 6 * 257
     flt = clip.astype(np.float32) / 255
     with open_frames(write_frames_to(tmp_path / "f.mp4", flt)) as v:
         assert np.abs(v[:].astype(int) - clip).mean() < 6

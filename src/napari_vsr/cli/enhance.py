@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_vsr.enhancers import make_enhancer
     from napari_vsr.host_memory import plan_enhancer_chunk
     from napari_vsr.io import open_writer, writer_kind
+    from napari_vsr.io.color import source_color_tags
     from napari_vsr.io.writer_base import check_not_input, check_target
 
     out_path = Path(args.output)
@@ -270,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
             copy_streams_from=copy_from,
             frame_times=times,
             metadata=metadata,
+            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+            color_range=None if args.color_range == "auto" else args.color_range,
+            **(source_color_tags(meta) if video_out else {}),
         ) as writer:
             out_shape, out_dtype = plan_output(
                 source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)
@@ -367,7 +371,23 @@ def register(subparsers) -> None:
         "--tile-overlap", type=_positive, metavar="P", help="tile overlap in input pixels"
     )
     p.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (0-based, half-open)")
-    p.add_argument("--codec", help="video codec (default: H.264, FFV1 with --lossless in .mkv)")
+    p.add_argument(
+        "--codec",
+        help="video codec: h264 (default), h265, vp9 (default in .webm), av1, prores (.mov/.mkv), "
+        "ffv1, mpeg4 or any FFmpeg video encoder (FFV1 with --lossless in .mkv)",
+    )
+    p.add_argument(
+        "--color-matrix",
+        default="auto",
+        choices=["auto", "bt601", "bt709", "bt2020", "smpte240m"],
+        help="Y'CbCr matrix of a video output (auto: BT.709 for HD sizes, BT.601 below)",
+    )
+    p.add_argument(
+        "--color-range",
+        default="auto",
+        choices=["auto", "limited", "full"],
+        help="Y'CbCr range of a video output (auto: limited, what players expect)",
+    )
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument(

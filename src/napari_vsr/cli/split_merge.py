@@ -88,6 +88,8 @@ def run_merge(args: argparse.Namespace) -> int:
             codec=args.codec,
             crf=args.crf,
             lossless=args.lossless,
+            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+            color_range=None if args.color_range == "auto" else args.color_range,
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
@@ -123,7 +125,16 @@ def register(subparsers) -> None:
     m.add_argument("dir", metavar="DIR", help="folder of images or a TIFF stack")
     m.add_argument("video", metavar="VIDEO")
     m.add_argument("--fps", required=True, help="frame rate, e.g. 25, 29.97 or 30000/1001")
-    m.add_argument("--codec", help="video codec (default: H.264)")
+    m.add_argument("--codec", help="video codec: h264 (default), h265, vp9, av1, prores, ffv1")
+    m.add_argument(
+        "--color-matrix",
+        default="auto",
+        choices=["auto", "bt601", "bt709", "bt2020", "smpte240m"],
+        help="Y'CbCr matrix (auto: BT.709 for HD sizes, BT.601 below)",
+    )
+    m.add_argument(
+        "--color-range", default="auto", choices=["auto", "limited", "full"], help="default limited"
+    )
     m.add_argument("--crf", type=int, metavar="N", help="quality (lower is better)")
     m.add_argument("--lossless", action="store_true", help="lossless video")
     m.add_argument("--overwrite", action="store_true", help="replace VIDEO if it exists")

@@ -10,7 +10,14 @@ from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.source_checks import check_source
 from napari_vsr.io.stack_reader import ZARR_MARKERS, FolderFrames, TiffFrames
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif",
+        # broadcast / camcorder / disc / legacy web and Windows / phones / open / raw / pro
+        ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".flv", ".wmv", ".asf", ".3gp",
+        ".3g2", ".ogv", ".y4m", ".mxf", ".dv",
+    }
+)  # fmt: skip
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 
 

@@ -35,6 +35,7 @@ import av
 import numpy as np
 
 from napari_vsr.errors import CorruptFrameError, TruncatedMediaError, UnreadableMediaError
+from napari_vsr.io import color
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.mp4_index import read_sample_table
 from napari_vsr.io.source_checks import check_source
@@ -100,8 +101,15 @@ class _ThreadedDecodeError(Exception):
     late, so which frame failed is learnt by decoding the stretch again unthreaded."""
 
 
-def _output_format(pix_fmt: str | None) -> tuple[str, int, np.dtype]:
-    """Pick the ndarray layout for a source pixel format: (av format, channels, dtype)."""
+def _output_format(
+    pix_fmt: str | None, *, keep_alpha: bool = True
+) -> tuple[str | None, int, np.dtype]:
+    """Pick the ndarray layout for a source pixel format: (av format, channels, dtype).
+
+    The av format is None for planar Y'CbCr[A] formats, which :class:`~napari_vsr.io.color.
+    YuvToRgb` converts with the stream's matrix and range; 4 channels for formats with alpha
+    (unless not ``keep_alpha``: GIF decodes to BGRA whether or not a colour is transparent).
+    """
     if not pix_fmt:
         return "rgb24", 3, np.dtype(np.uint8)
     fmt = av.VideoFormat(pix_fmt)
@@ -109,9 +117,15 @@ def _output_format(pix_fmt: str | None) -> tuple[str, int, np.dtype]:
     gray = pix_fmt.startswith(("gray", "ya")) or (len(fmt.components) <= 2 and not fmt.has_palette)
     if gray:
         return ("gray16le", 1, np.dtype(np.uint16)) if bits > 8 else ("gray", 1, np.dtype(np.uint8))
-    if bits > 8 and not fmt.has_palette:
-        return "rgb48le", 3, np.dtype(np.uint16)
-    return "rgb24", 3, np.dtype(np.uint8)
+    alpha = keep_alpha and len(fmt.components) == 4
+    channels = 4 if alpha else 3
+    deep = bits > 8 and not fmt.has_palette
+    dtype = np.dtype(np.uint16) if deep else np.dtype(np.uint8)
+    if color.is_yuv_format(pix_fmt):
+        return None, channels, dtype
+    if alpha:
+        return ("rgba64le" if deep else "rgba"), 4, dtype
+    return ("rgb48le" if deep else "rgb24"), 3, dtype
 
 
 def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None) -> int:
@@ -149,8 +163,13 @@ class VideoFrames(FrameArray):
     Notes
     -----
     dtype is uint8 (0..255) for 8-bit sources and uint16 (0..65535, scaled to the full range)
-    for deeper ones; gray sources give ``(T, H, W)``.  RGB uses FFmpeg's conversion for the
-    colour matrix the stream declares.  Rotation metadata (phone videos) is applied like a
+    for deeper ones; gray sources give ``(T, H, W)``, sources with alpha (ProRes 4444, PNG or
+    QuickTime RLE in MOV, VP8/VP9 with alpha) ``(T, H, W, 4)`` RGBA.  Y'CbCr is converted with
+    the stream's matrix (BT.601/709/2020, SMPTE 240M, FCC), range and bit depth, within one
+    level of the formula (:mod:`napari_vsr.io.color`); untagged streams are read as players
+    read them (BT.709 when HD-sized, BT.601 below, limited range).  ``metadata`` records
+    ``color_matrix``, ``color_range``, ``color_primaries``, ``color_transfer`` and
+    ``color_assumed`` (which of those the stream did not declare), and ``bit_depth``.  Rotation metadata (phone videos) is applied like a
     player does, so frames are upright and ``(H, W)`` are the displayed ones;
     ``metadata["rotation"]`` gives the counter-clockwise angle and ``rotation_applied`` whether
     it was applied (``apply_rotation=False`` gives the stored pixels).
@@ -228,6 +247,8 @@ class VideoFrames(FrameArray):
         self._expect = 0
         self._last_read: int | None = None  # the frame the previous decoding read returned
         self._sws_options: dict[str, int] = {"threads": 1}  # see _convert
+        self._alpha_codec = self._alpha_decoder(path, stream)
+        self._alpha_contexts: dict[int, Any] = {}  # id(stream) -> libvpx decoder
         first = self._probe_first(seek=table is None)
         if table is not None:
             if first.pts is None:
@@ -237,14 +258,73 @@ class VideoFrames(FrameArray):
                 self._set_index([p + shift for p in pts], keys)
         cc = stream.codec_context
         pix_fmt = cc.pix_fmt or (first.format.name if first is not None else None)
-        self._av_format, channels, dtype = _output_format(pix_fmt)
+        if self._alpha_codec is not None and first is not None:
+            pix_fmt = first.format.name  # libvpx's yuva420p, where the stream says yuv420p
+        self._av_format, channels, dtype = _output_format(pix_fmt, keep_alpha=cc.name != "gif")
         height, width = cc.height or first.height, cc.width or first.width
+        self._color = self._color_info(first, cc, width, height, pix_fmt)
+        self._yuv = None
+        if self._av_format is None:
+            self._yuv = color.YuvToRgb(pix_fmt, self._color)
+        self._yuv_format = pix_fmt
         self._rot_k = _rotation(stream, first) // 90 if self._apply_rotation else 0
         if self._rot_k % 2:
             height, width = width, height
-        shape = (len(pts), height, width) if channels == 1 else (len(pts), height, width, 3)
+        shape = (len(pts), height, width) if channels == 1 else (len(pts), height, width, channels)
         meta = self._metadata(path, stream, pix_fmt, first)
         super().__init__(shape, dtype, meta, cache_mb=cache_mb)
+
+    def _color_info(self, first, cc, width: int, height: int, pix_fmt: str | None):
+        """The stream's colour description: the first frame's tags, else the codec's."""
+
+        def tag(name: str, unspecified: int) -> int:
+            value = getattr(first, name, unspecified) if first is not None else unspecified
+            if value in (unspecified, None):
+                value = getattr(cc, name, unspecified)
+            return unspecified if value is None else int(value)
+
+        return color.describe_stream(
+            tag("colorspace", 2),
+            tag("color_range", 0),
+            tag("color_primaries", 2),
+            tag("color_trc", 2),
+            width=width,
+            height=height,
+            pix_fmt=pix_fmt,
+            path=self._path,
+        )
+
+    @staticmethod
+    def _alpha_decoder(path: Path, stream) -> str | None:
+        """The libvpx decoder for a VP8/VP9 stream with alpha (FFmpeg's own drops the alpha)."""
+        if str(stream.metadata.get("alpha_mode", "")) != "1":
+            return None
+        name = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
+        if name is None:
+            return None
+        try:
+            av.codec.Codec(name, "r")
+        except (ValueError, av.error.FFmpegError):
+            log.warning(
+                "%s: the video has an alpha channel (%s alpha_mode) but this FFmpeg build has no "
+                "%s decoder to read it; reading RGB only, without the alpha",
+                path,
+                stream.codec_context.name,
+                name,
+            )
+            return None
+        return name
+
+    def _codec_context(self, stream):
+        """The decoder of a stream: its own, or a libvpx one that keeps the alpha channel."""
+        if self._alpha_codec is None:
+            return stream.codec_context
+        cc = self._alpha_contexts.get(id(stream))
+        if cc is None:
+            cc = av.CodecContext.create(self._alpha_codec, "r")
+            cc.thread_type = stream.thread_type
+            self._alpha_contexts[id(stream)] = cc
+        return cc
 
     def _check_complete(self, stream, pts: list[int], complete: bool) -> None:
         """Raise TruncatedMediaError when fewer frames arrived than the container declares.
@@ -535,6 +615,10 @@ class VideoFrames(FrameArray):
             "has_subtitles": bool(subs),
             "audio_streams": audio,
             "subtitle_streams": subs,
+            "bit_depth": max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
+            if pix_fmt
+            else 8,
+            **self._color.as_metadata(),
         }
 
     # --- decoding -----------------------------------------------------------------------
@@ -596,7 +680,9 @@ class VideoFrames(FrameArray):
         so skipping them cannot change the frame returned, and it saves a large share of the
         work of a seek with B-frames.
         """
-        cc = stream.codec_context
+        cc = self._codec_context(stream)
+        if cc is not stream.codec_context:
+            cc.flush_buffers()  # a seek flushes only the stream's own decoder
         skipping = False
         for packet in container.demux(stream):
             if packet.pts is not None:
@@ -605,7 +691,7 @@ class VideoFrames(FrameArray):
                     cc.skip_frame = "NONREF" if skip else "DEFAULT"
                     skipping = skip
             try:
-                decoded = packet.decode()
+                decoded = cc.decode(packet)
             except av.error.EOFError:
                 raise
             except av.error.FFmpegError as exc:
@@ -618,6 +704,37 @@ class VideoFrames(FrameArray):
             cc.skip_frame = "DEFAULT"
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._yuv is not None and frame.format.name == self._yuv_format:
+            arr = self._yuv(frame)
+        else:
+            arr = self._convert_sws(frame)
+        if self._rot_k:
+            arr = np.ascontiguousarray(np.rot90(arr, self._rot_k))
+        expected = self.frame_shape
+        if arr.shape != expected:
+            raise UnreadableMediaError(
+                f"a frame of size {arr.shape} does not match the stream size {expected} "
+                "(resolution changes mid-stream are not supported)",
+                path=self._path,
+            )
+        return arr
+
+    def _convert_sws(self, frame: av.VideoFrame) -> np.ndarray:
+        """swscale's conversion, for non-Y'CbCr formats (RGB, palette) and format changes."""
+        fmt = self._av_format
+        if fmt is None:  # a Y'CbCr stream whose frames changed format mid-stream
+            channels = self.frame_shape[-1] if len(self.frame_shape) == 3 else 1
+            deep = self.dtype == np.uint16
+            fmt = {3: "rgb48le" if deep else "rgb24", 4: "rgba64le" if deep else "rgba"}.get(
+                channels, "gray16le" if deep else "gray"
+            )
+            options = dict(
+                self._sws_options,
+                src_colorspace=color.MATRIX_TO_SWS[self._color.matrix],
+                src_color_range=color.RANGE_TO_AV[self._color.range],
+                interpolation=color.SWS_ACCURATE,
+            )
+            return frame.to_ndarray(format=fmt, **options)
         # One swscale thread: with the default (automatic) count each call sets up a new
         # scaler with its own thread pool, which at 1080p costs 3-4x the conversion itself
         # (0.6 ms; see benchmarks/notes_io.md).  Threads do not change the pixels.
@@ -628,15 +745,6 @@ class VideoFrames(FrameArray):
                 raise
             self._sws_options = {}
             arr = frame.to_ndarray(format=self._av_format)
-        if self._rot_k:
-            arr = np.ascontiguousarray(np.rot90(arr, self._rot_k))
-        expected = self.frame_shape
-        if arr.shape != expected:
-            raise UnreadableMediaError(
-                f"a frame of size {arr.shape} does not match the stream size {expected} "
-                "(resolution changes mid-stream are not supported)",
-                path=self._path,
-            )
         return arr
 
     def _read_frames(self, indices: list[int]):

@@ -1,26 +1,42 @@
-"""Video encoding with PyAV (mp4, m4v, mov, mkv).
+"""Video encoding with PyAV (mp4, m4v, mov, mkv, webm).
 
-Encoding rules (the defaults give files every player opens):
+Encoding rules (the defaults give files every player opens and shows in the right colours):
 
 - **Default (lossy):** H.264 (libx264), ``yuv420p``, CRF 18 (``crf`` 0..51, lower is better),
-  preset ``medium``.  yuv420p needs even sizes: an odd width or height is padded by one
-  edge-replicated column/row (logged), so the file is at most one pixel larger.
-- **Lossless:** ``.mkv`` -> FFV1 (``bgr0`` for uint8 RGB, ``gbrp16le`` for uint16 RGB,
-  ``gray``/``gray16le`` for gray; exact size, bit-exact round trip).  ``.mp4``/``.mov`` ->
-  x264 with qp 0 on RGB (``libx264rgb``) or gray (``libx264`` ``gray``), 8-bit only, exact
-  size; bit-exact but not every player decodes 4:4:4 / 4:0:0 H.264.
-- **dtype:** uint8 as is; uint16 -> uint8 by ``round(x / 257)`` for 8-bit encoders (kept in
-  16 bits by lossless FFV1); float32/float64 are taken as [0, 1] and scaled to the target
-  range with rounding and clipping; bool -> 0/255.  Gray frames are encoded as luma (they read
-  back as RGB with equal channels from a lossy file, as gray from a lossless one).  RGBA loses
-  its alpha.
+  preset ``medium``; ``.webm`` -> VP9 (libvpx-vp9).  yuv420p needs even sizes: an odd width or
+  height is padded by one edge-replicated column/row (logged), so the file is at most one pixel
+  larger.
+- **Codecs** (``codec=``, FFmpeg encoder names or aliases): ``h264``/``libx264``,
+  ``h265``/``hevc``/``libx265``, ``vp9``/``libvpx-vp9`` (mkv, webm, mp4), ``av1``
+  (``libsvtav1`` or ``libaom-av1``, whichever this FFmpeg has), ``prores``/``prores_ks``
+  (``.mov``/``.mkv``: 10-bit 4:2:2 HQ; 4:4:4:4 with alpha for RGBA frames), ``ffv1``
+  (lossless), ``mpeg4`` and other FFmpeg video encoders.  An encoder missing from this FFmpeg
+  build, a codec that is not a video encoder, a codec the container cannot hold or a frame size
+  beyond the codec's limit is refused before any frame is encoded (:meth:`VideoWriter.validate`).
+- **Colour:** RGB -> Y'CbCr with an explicit matrix, and every stream tagged (colorspace, range,
+  primaries, transfer): BT.709 for HD-sized output (width >= 1280 or height > 576), BT.601
+  below, limited range, unless ``color_matrix``/``color_range`` say otherwise;
+  ``color_primaries``/``color_transfer`` carry a source's tags (HDR PQ/HLG code values are
+  written as they are, with their tags: no tone mapping).
+- **Deep colour:** uint16 frames are encoded at 10 bits when the codec can (x264 High 10, x265,
+  AV1, ProRes; VP9 in this FFmpeg build is 8-bit only, so ``.webm`` switches to AV1); a codec
+  that cannot is refused when it was asked for by name, and logs a warning when it was the
+  default.  uint16 -> uint8 is ``round(x / 257)``.
+- **Lossless:** ``.mkv`` -> FFV1 (``bgr0`` for uint8 RGB, ``gbrp16le`` for uint16 RGB, ``bgra`` /
+  ``rgba64le`` for RGBA, ``gray``/``gray16le`` for gray; exact size, bit-exact round trip).
+  ``.mp4``/``.mov`` -> x264 with qp 0 on RGB (``libx264rgb``) or gray (``libx264`` ``gray``),
+  8-bit only, exact size; bit-exact but not every player decodes 4:4:4 / 4:0:0 H.264.
+- **dtype:** float32/float64 are taken as [0, 1] and scaled to the target range with rounding
+  and clipping; bool -> 0/255.  Gray frames are encoded as luma (they read back as RGB with
+  equal channels from a lossy file, as gray from a lossless one).  RGBA keeps its alpha with
+  ProRes 4444, VP9 and FFV1; other codecs drop it (logged).
 - **Timing:** ``fps`` (float, int, ``Fraction`` or ``"30000/1001"``) is kept as an exact
   rational; a float within 0.002 of an NTSC rate (n * 1000/1001) is taken as that rate, so
   29.97 is stored as 30000/1001.  ``frame_times`` (seconds, increasing) give each frame its own
   timestamp (variable frame rate kept).
 - **Other streams:** ``copy_streams_from=source`` copies the source's audio and subtitle
   streams packet by packet when the container accepts their codec; otherwise audio is
-  re-encoded to AAC and unsupported subtitles are skipped (logged).
+  re-encoded to AAC (Opus in webm) and unsupported subtitles are skipped (logged).
 """
 
 from __future__ import annotations
@@ -36,11 +52,18 @@ import av
 import numpy as np
 
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
+from napari_vsr.io import color
 from napari_vsr.io.writer_base import Writer, temp_path_beside
 
 log = logging.getLogger(__name__)
 
-VIDEO_OUT_EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+VIDEO_OUT_EXTENSIONS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+}
 DEFAULT_FPS = Fraction(25)
 DEFAULT_CRF = 18
 #: codecs each container takes by stream copy (anything else: audio -> AAC, subtitles skipped)
@@ -48,8 +71,53 @@ _COPYABLE = {
     "mp4": {"aac", "mp3", "alac", "flac", "opus", "ac3", "eac3", "mov_text"},
     "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le", "pcm_f32le", "mov_text"},
     "matroska": None,  # everything except mov_text
+    "webm": {"opus", "vorbis"},
+}
+#: short names -> FFmpeg encoders, first available wins
+CODEC_ALIASES: dict[str, tuple[str, ...]] = {
+    "h264": ("libx264",),
+    "x264": ("libx264",),
+    "h265": ("libx265",),
+    "hevc": ("libx265",),
+    "x265": ("libx265",),
+    "vp9": ("libvpx-vp9",),
+    "vp8": ("libvpx",),
+    "av1": ("libsvtav1", "libaom-av1", "librav1e"),
+    "prores": ("prores_ks", "prores"),
+}
+#: the codecs each container can hold (None: no restriction known to us)
+_CONTAINER_CODECS: dict[str, frozenset[str] | None] = {
+    "webm": frozenset({"vp8", "vp9", "av1"}),
+    "mp4": frozenset(
+        {"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg", "png"}
+    ),
+    "mov": None,
+    "matroska": None,
+}
+#: encoder -> (max width, max height, max width * height or None): refused before any work
+SIZE_LIMITS: dict[str, tuple[int, int, int | None]] = {
+    "libx264": (16384, 16384, None),
+    "libx264rgb": (16384, 16384, None),
+    "libx265": (16888, 16888, 35_651_584),  # HEVC level 6.2
+    "libvpx-vp9": (65536, 65536, None),
+    "libvpx": (16383, 16383, None),
+    "libsvtav1": (16384, 8704, None),
+    "libaom-av1": (65536, 65536, None),
+    "prores_ks": (65535, 65535, None),
+    "mpeg4": (8191, 8191, None),
+    "mpeg2video": (16383, 16383, None),
+    "mpeg1video": (4095, 4095, None),
+}
+#: pixel formats tried, in order, for (deep, alpha) frames
+_YUV_PREFERENCE = {
+    (False, False): ("yuv420p", "yuv422p10le", "yuv422p", "yuv444p"),
+    (True, False): ("yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p12le"),
+    (False, True): ("yuva420p", "yuva444p10le", "yuva444p"),
+    (True, True): ("yuva444p10le", "yuva420p10le", "yuva444p12le"),
 }
 _VFR_TIME_BASE = Fraction(1, 90000)
+#: the frame sizes DV can hold (width, height)
+DV_SIZES = frozenset({(720, 480), (720, 576), (960, 720), (1280, 1080), (1440, 1080), (1920, 1080)})
 
 
 def parse_fps(fps: float | int | str | Fraction) -> Fraction:
@@ -105,8 +173,77 @@ def _to_uint16(frame: np.ndarray) -> np.ndarray:
     return _to_uint8(frame).astype(np.uint16) * 257
 
 
+def _resolve_codec(name: str) -> str:
+    """The FFmpeg encoder for a codec name or alias; ParameterError when there is none."""
+    key = name.strip().lower()
+    candidates = CODEC_ALIASES.get(key, (name.strip(),))
+    for enc in candidates:
+        try:
+            codec = av.codec.Codec(enc, "w")
+        except (ValueError, av.error.FFmpegError):
+            continue
+        if codec.type != "video":
+            raise ParameterError(
+                f"--codec {name}: {enc!r} is {'an' if codec.type[0] in 'aeiou' else 'a'} "
+                f"{codec.type} encoder, not a video one; use e.g. "
+                "h264, h265, vp9, av1, prores or ffv1"
+            )
+        return codec.name
+    known = ", ".join(candidates)
+    raise ParameterError(
+        f"--codec {name}: no such video encoder in this FFmpeg build (looked for {known}); "
+        f"available here: {', '.join(_available_video_codecs())}"
+    )
+
+
+def _available_video_codecs() -> list[str]:
+    found = []
+    for alias, encs in CODEC_ALIASES.items():
+        if alias in ("x264", "x265", "hevc", "vp8") or alias in found:
+            continue
+        if any(e in av.codecs_available for e in encs):
+            found.append(alias)
+    return found + ["ffv1", "mpeg4"]
+
+
+#: encoder -> the bitstream it writes, where the names differ
+_FAMILY = {
+    "libx264": "h264",
+    "libx264rgb": "h264",
+    "libx265": "hevc",
+    "libvpx-vp9": "vp9",
+    "libvpx": "vp8",
+    "libsvtav1": "av1",
+    "libaom-av1": "av1",
+    "librav1e": "av1",
+    "prores_ks": "prores",
+}
+
+
+def _codec_family(encoder: str) -> str:
+    """The bitstream an encoder writes (``libx264`` -> ``h264``), for container checks."""
+    return _FAMILY.get(encoder, encoder)
+
+
+def _pixel_formats(encoder: str) -> list[str]:
+    return [f.name for f in (av.codec.Codec(encoder, "w").video_formats or [])]
+
+
+def _bits(pix_fmt: str) -> int:
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+
+
+def _subsampling(pix_fmt: str) -> tuple[int, int]:
+    """(horizontal, vertical) chroma subsampling factors of a Y'CbCr format."""
+    fmt = av.VideoFormat(pix_fmt, 64, 64)
+    if len(fmt.components) < 3:
+        return 1, 1
+    c = fmt.components[1]
+    return 64 // max(1, c.width), 64 // max(1, c.height)
+
+
 class VideoWriter(Writer):
-    """Encodes frames into an mp4/m4v/mov/mkv file (see the module notes for the rules).
+    """Encodes frames into an mp4/m4v/mov/mkv/webm file (see the module notes for the rules).
 
     Parameters
     ----------
@@ -117,11 +254,12 @@ class VideoWriter(Writer):
     overwrite : bool
         Replace an existing file at commit.
     codec : str, optional
-        FFmpeg encoder name overriding the default (e.g. ``"libx265"``, ``"mpeg4"``); encoded
-        as yuv420p.  ``crf`` applies to libx264/libx265; other encoders get a bit rate of
-        about 0.2 bit per pixel.
+        FFmpeg encoder name or alias overriding the default (``"h264"``, ``"h265"``,
+        ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``, ...).  ``crf`` applies to
+        x264/x265/VP9/AV1; ProRes uses its HQ profile; other encoders get a bit rate of about
+        0.2 bit per pixel.
     crf : int, optional
-        x264/x265 constant rate factor 0..51 (default 18).
+        Constant rate factor 0..51 (x264 scale, default 18); VP9/AV1 get ``crf + 13``.
     lossless : bool
         Bit-exact encoding (FFV1 in mkv, x264 qp 0 otherwise).
     copy_streams_from : path-like, optional
@@ -131,7 +269,20 @@ class VideoWriter(Writer):
     metadata : dict, optional
         Stored as JSON in the container's ``comment`` tag.
     preset : str
-        x264 speed preset.
+        x264/x265 speed preset.
+    color_matrix : {"bt601", "bt709", "bt2020", "smpte240m", "fcc"}, optional
+        Y'CbCr matrix; default by output size (BT.709 when width >= 1280 or height > 576).
+    color_range : {"limited", "full"}, optional
+        Default limited.
+    color_primaries, color_transfer : str, optional
+        FFmpeg names of the tags to write (e.g. a source's ``"bt2020"``, ``"smpte2084"``);
+        default: those of the matrix (BT.709 / SMPTE 170M).
+
+    Raises
+    ------
+    ParameterError
+        Unknown extension, encoder missing from this FFmpeg, not a video codec, a codec the
+        container cannot hold, crf out of range, unknown colour names.
     """
 
     def __init__(
@@ -147,6 +298,10 @@ class VideoWriter(Writer):
         frame_times=None,
         metadata: dict[str, Any] | None = None,
         preset: str = "medium",
+        color_matrix: str | None = None,
+        color_range: str | None = None,
+        color_primaries: str | None = None,
+        color_transfer: str | None = None,
     ):
         target = Path(path)
         fmt = VIDEO_OUT_EXTENSIONS.get(target.suffix.lower())
@@ -157,21 +312,43 @@ class VideoWriter(Writer):
             )
         if crf is not None and not 0 <= int(crf) <= 51:
             raise ParameterError(f"crf must be in 0..51 (x264), got {crf}")
-        if codec is not None and codec not in av.codecs_available:
-            raise ParameterError(
-                f"unknown video encoder {codec!r} in this FFmpeg build "
-                "(e.g. libx264, libx265, mpeg4, ffv1)"
-            )
         if lossless and codec is not None:
             raise ParameterError("give either lossless=True or a codec, not both")
+        if lossless and fmt == "webm":
+            raise ParameterError(
+                f"{target}: lossless video needs .mkv (FFV1) or .mp4/.mov (x264); webm cannot"
+            )
+        encoder = _resolve_codec(codec) if codec is not None else None
+        if encoder is not None:
+            allowed = _CONTAINER_CODECS[fmt]
+            family = _codec_family(encoder)
+            if allowed is not None and family not in allowed:
+                raise ParameterError(
+                    f"{target}: a {target.suffix} file cannot hold {family} video; use "
+                    f"{', '.join(sorted(allowed))}, or a .mkv/.mov file"
+                )
+        for name, value, choices in (
+            ("color_matrix", color_matrix, color.MATRICES),
+            ("color_range", color_range, color.RANGES),
+            ("color_primaries", color_primaries, color.PRIMARIES_TO_AV),
+            ("color_transfer", color_transfer, color.TRANSFERS_TO_AV),
+        ):
+            if value is not None and value not in choices:
+                raise ParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         if copy_streams_from is not None and not Path(copy_streams_from).is_file():
             raise SourceNotFoundError("source for copied streams not found", path=copy_streams_from)
         super().__init__(target, overwrite=overwrite)
         self._format = fmt
-        self._codec = codec
+        self._codec = encoder
         self._crf = DEFAULT_CRF if crf is None else int(crf)
         self._lossless = bool(lossless)
         self._preset = preset
+        self._color_args = {
+            "matrix": color_matrix,
+            "color_range": color_range,
+            "primaries": color_primaries,
+            "transfer": color_transfer,
+        }
         self._copy_from = Path(copy_streams_from) if copy_streams_from is not None else None
         self._times = None if frame_times is None else np.asarray(frame_times, dtype=np.float64)
         if fps is None and self._copy_from is not None:
@@ -183,7 +360,9 @@ class VideoWriter(Writer):
         self._stream = None
         self._copies: list[tuple[Any, Any, str]] = []
         self._src: av.container.InputContainer | None = None
-        self._prep = None  # frame -> (ndarray, av format)
+        self._prep = None  # frame -> av.VideoFrame
+        self._warned: set[str] = set()
+        self.color: color.ColorInfo | None = None  # what was written, once the first frame came
 
     @staticmethod
     def _source_rate(source: Path) -> Fraction | None:
@@ -202,58 +381,228 @@ class VideoWriter(Writer):
         """The exact frame rate written."""
         return self._rate
 
-    # --- opening the encoder on the first frame ------------------------------------------
-    def _plan(self, frame: np.ndarray) -> tuple[str, str, dict[str, str], str]:
-        """(encoder, encoder pix_fmt, options, input av format) for this kind of frame."""
-        gray = frame.ndim == 2
-        deep = frame.dtype == np.uint16 or frame.dtype.kind == "f"
-        if self._lossless and self._format == "matroska":
-            if gray:
-                return (
-                    ("ffv1", "gray16le", {}, "gray16le") if deep else ("ffv1", "gray", {}, "gray")
-                )
-            return ("ffv1", "gbrp16le", {}, "rgb48le") if deep else ("ffv1", "bgr0", {}, "rgb24")
-        if self._lossless:
-            if deep:
-                raise ParameterError(
-                    f"{self.path}: lossless 16-bit video needs FFV1 in .mkv; write a .mkv, "
-                    "or a .tif/.zarr stack"
-                )
-            opts = {"qp": "0", "preset": self._preset}
-            return (
-                ("libx264", "gray", opts, "gray")
-                if gray
-                else ("libx264rgb", "rgb24", opts, "rgb24")
-            )
-        codec = self._codec or "libx264"
-        opts = {"preset": self._preset} if codec in ("libx264", "libx265") else {}
-        if codec in ("libx264", "libx265"):
-            opts["crf"] = str(self._crf)
-        return codec, "yuv420p", opts, "gray" if gray else "rgb24"
+    # --- checks before any work ---------------------------------------------------------------
+    def validate(self, frame_shape: tuple[int, ...], dtype) -> None:
+        """Refuse, before any work, frames this writer could not encode.
 
+        Parameters
+        ----------
+        frame_shape : tuple
+            ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` of the frames to come.
+        dtype : numpy dtype
+            Their dtype.
+
+        Raises
+        ------
+        ParameterError
+            The size is beyond the codec's limit (named), or the codec asked for by name cannot
+            carry these frames (deep colour, HDR).
+        """
+        shape = tuple(int(n) for n in frame_shape)
+        if len(shape) == 3 and shape[2] == 1:
+            shape = shape[:2]
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
+            raise ParameterError(
+                f"{self.path}: video frames must be (H, W), (H, W, 3) or (H, W, 4); got {shape}"
+            )
+        self._plan(shape, np.dtype(dtype))
+
+    def _check_size(self, encoder: str, width: int, height: int) -> None:
+        limit = SIZE_LIMITS.get(encoder)
+        if encoder == "dvvideo" and (width, height) not in DV_SIZES:
+            sizes = ", ".join(f"{w}x{h}" for w, h in sorted(DV_SIZES))
+            raise ParameterError(
+                f"{self.path}: DV video has fixed frame sizes ({sizes}); the frames are "
+                f"{width}x{height}: resize them, or use another codec"
+            )
+        if limit is None:
+            return
+        max_w, max_h, max_area = limit
+        if width > max_w or height > max_h or (max_area and width * height > max_area):
+            area = f", {max_area:,} pixels" if max_area else ""
+            raise ParameterError(
+                f"{self.path}: {width}x{height} frames are beyond what {encoder} can encode "
+                f"(at most {max_w}x{max_h}{area}); use a smaller scale, a tiled output "
+                "(.tif/.zarr/frames), or another codec (e.g. vp9 in .mkv/.webm up to 65536 px)"
+            )
+
+    # --- choosing the encoding ----------------------------------------------------------------
+    def _plan(
+        self, shape: tuple[int, ...], dtype: np.dtype
+    ) -> tuple[str, str, dict[str, str], str]:
+        """(encoder, encoder pix_fmt, options, input kind) for frames of this shape and dtype.
+
+        The input kind is ``"yuv"`` (converted by :func:`~napari_vsr.io.color.rgb_to_yuv_frame`)
+        or the av format the frames are handed over in (RGB/gray formats).
+        """
+        height, width = shape[:2]
+        gray = len(shape) == 2
+        alpha = len(shape) == 3 and shape[2] == 4
+        deep = dtype == np.uint16
+        if self._lossless or self._codec == "ffv1":
+            if self._format != "matroska" and (self._codec == "ffv1" or deep or alpha):
+                what = "FFV1" if self._codec == "ffv1" else "lossless 16-bit or RGBA video"
+                raise ParameterError(
+                    f"{self.path}: {what} needs a .mkv file; write a .mkv, or a .tif/.zarr stack"
+                )
+            if self._format == "matroska":
+                if gray:
+                    kind = "gray16le" if deep else "gray"
+                    return "ffv1", kind, {}, kind
+                if alpha:
+                    return (
+                        ("ffv1", "rgba64le", {}, "rgba64le")
+                        if deep
+                        else ("ffv1", "bgra", {}, "rgba")
+                    )
+                return (
+                    ("ffv1", "gbrp16le", {}, "rgb48le") if deep else ("ffv1", "bgr0", {}, "rgb24")
+                )
+            self._check_size("libx264", width, height)
+            opts = {"qp": "0", "preset": self._preset}
+            if gray:
+                return "libx264", "gray", opts, "gray"
+            return "libx264rgb", "rgb24", opts, "rgb24"
+        explicit = self._codec is not None
+        if explicit:
+            encoder = self._codec
+        elif self._format == "webm":
+            encoder = "libvpx-vp9"
+            if deep and not any("10" in f for f in _pixel_formats(encoder)):
+                av1 = next((e for e in CODEC_ALIASES["av1"] if e in av.codecs_available), None)
+                if av1 is not None and any("10" in f for f in _pixel_formats(av1)):
+                    self._note(
+                        "deep",
+                        "%s: VP9 is 8-bit only in this FFmpeg build; 16-bit frames are "
+                        "encoded as 10-bit AV1 (%s)",
+                        av1,
+                    )
+                    encoder = av1
+        else:
+            encoder = "libx264"
+        self._check_size(encoder, width, height)
+        formats = _pixel_formats(encoder)
+        want_alpha = alpha and any(f.startswith("yuva") for f in formats)
+        if alpha and not want_alpha:
+            self._note(
+                "alpha",
+                "%s: %s cannot store alpha; the alpha channel is dropped (use --codec prores "
+                "in .mov/.mkv, vp9, or --lossless in .mkv to keep it)",
+                encoder,
+            )
+        pix_fmt = next(
+            (f for f in _YUV_PREFERENCE[(deep, want_alpha)] if f in formats), None
+        ) or next((f for f in _YUV_PREFERENCE[(False, want_alpha)] if f in formats), None)
+        if pix_fmt is None:
+            yuv = [f for f in formats if color.is_yuv_format(f)]
+            if not yuv:
+                raise ParameterError(
+                    f"{self.path}: the {encoder} encoder takes no Y'CbCr format "
+                    f"({', '.join(formats) or 'none listed'}); choose another codec"
+                )
+            pix_fmt = yuv[0]
+        if deep and _bits(pix_fmt) <= 8:
+            message = (
+                f"{encoder} encodes 8 bits per sample only, and these frames are 16-bit "
+                "(a 10/12-bit source)"
+            )
+            if explicit:
+                raise ParameterError(
+                    f"{self.path}: {message}; use h264, h265, av1 or prores, or --lossless in "
+                    ".mkv, to keep the bit depth"
+                )
+            self._note("deep8", "%s: %s; writing 8-bit", message)
+        info = self._output_color(width, height)
+        if info.is_hdr and _bits(pix_fmt) <= 8:
+            message = (
+                f"{info.transfer} (HDR) video needs at least 10 bits and {encoder} writes {pix_fmt}"
+            )
+            if explicit or deep:
+                raise ParameterError(
+                    f"{self.path}: {message}; use h265, av1 or prores, or give 16-bit frames"
+                )
+            self._note("hdr", "%s: %s; the HDR tags are kept but the picture will band", message)
+        opts: dict[str, str] = {}
+        if encoder in ("libx264", "libx265"):
+            opts = {"preset": self._preset, "crf": str(self._crf)}
+        elif encoder in ("libvpx-vp9", "libvpx"):
+            opts = {
+                "crf": str(min(63, self._crf + 13)),
+                "b": "0",
+                "deadline": "good",
+                "cpu-used": "4",
+                "row-mt": "1",
+            }
+        elif encoder == "libsvtav1":
+            opts = {"crf": str(min(63, self._crf + 13)), "preset": "8"}
+        elif encoder == "libaom-av1":
+            opts = {"crf": str(min(63, self._crf + 13)), "b": "0", "cpu-used": "6"}
+        elif encoder in ("prores_ks", "prores"):
+            opts = {"profile": "4" if pix_fmt.startswith(("yuva", "yuv444")) else "3"}
+            if encoder == "prores_ks":
+                opts["vendor"] = "apl0"
+        return encoder, pix_fmt, opts, "yuv"
+
+    def _output_color(self, width: int, height: int) -> color.ColorInfo:
+        a = self._color_args
+        return color.output_color(
+            width,
+            height,
+            matrix=a["matrix"],
+            color_range=a["color_range"],
+            primaries=a["primaries"],
+            transfer=a["transfer"],
+        )
+
+    def _note(self, key: str, message: str, *args) -> None:
+        """Log a warning once per writer."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, self.path, *args)
+
+    # --- opening the encoder on the first frame ------------------------------------------
     def _open(self, frame: np.ndarray) -> None:
-        codec, pix_fmt, opts, in_fmt = self._plan(frame)
+        codec, pix_fmt, opts, kind = self._plan(frame.shape, frame.dtype)
         height, width = frame.shape[:2]
-        pad = pix_fmt == "yuv420p" and (height % 2 or width % 2)
-        if pad:
+        sx, sy = _subsampling(pix_fmt) if kind == "yuv" else (1, 1)
+        pad_w, pad_h = -width % sx, -height % sy
+        if pad_w or pad_h:
             log.info(
-                "%s: odd size %dx%d padded to %dx%d for yuv420p",
+                "%s: size %dx%d padded to %dx%d for %s",
                 self.path,
                 width,
                 height,
-                width + width % 2,
-                height + height % 2,
+                width + pad_w,
+                height + pad_h,
+                pix_fmt,
             )
-        deep = in_fmt in ("gray16le", "rgb48le")
+        out_w, out_h = width + pad_w, height + pad_h
+        info = self._output_color(out_w, out_h)
+        if kind != "yuv":  # RGB or gray coded streams: tagged as such
+            info = color.ColorInfo(info.matrix, "full", info.primaries, info.transfer)
+        self.color = info
+        bits = _bits(pix_fmt)
+        deep = bits > 8 or kind in ("gray16le", "rgb48le", "rgba64le")
+        gray = frame.ndim == 2
 
         def prep(arr: np.ndarray) -> av.VideoFrame:
             arr = _to_uint16(arr) if deep else _to_uint8(arr)
-            if arr.ndim == 3 and arr.shape[2] == 4:
-                arr = arr[..., :3]
-            if pad:
-                spec = ((0, height % 2), (0, width % 2)) + (((0, 0),) if arr.ndim == 3 else ())
+            if pad_w or pad_h:
+                spec = ((0, pad_h), (0, pad_w)) + (((0, 0),) if arr.ndim == 3 else ())
                 arr = np.pad(arr, spec, mode="edge")
-            return av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=in_fmt)
+            if kind == "yuv":
+                rgb = np.repeat(arr[..., None], 3, axis=2) if gray else arr
+                a = rgb[..., 3] if rgb.shape[2] == 4 else None
+                return color.rgb_to_yuv_frame(
+                    np.ascontiguousarray(rgb[..., :3]), pix_fmt, info, alpha=a
+                )
+            if arr.ndim == 3 and arr.shape[2] == 4 and kind not in ("rgba", "rgba64le"):
+                arr = arr[..., :3]
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=kind)
+            color.tag_frame(vf, info)
+            if kind not in ("gray", "gray16le"):
+                vf.colorspace = 0  # RGB
+            return vf
 
         self._prep = prep
         try:
@@ -262,17 +611,22 @@ class VideoWriter(Writer):
             raise WriteError(f"cannot create the video file ({exc})", path=self.path) from exc
         self._out = out
         vfr = self._times is not None
-        stream = out.add_stream(codec, rate=self._rate)
-        stream.width, stream.height = (
-            width + (width % 2 if pad else 0),
-            height + (height % 2 if pad else 0),
-        )
+        try:
+            stream = out.add_stream(codec, rate=self._rate)
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise WriteError(
+                f"{self._format} cannot hold {codec} video ({exc})", path=self.path
+            ) from exc
+        stream.width, stream.height = out_w, out_h
         stream.pix_fmt = pix_fmt
         stream.codec_context.time_base = _VFR_TIME_BASE if vfr else 1 / self._rate
         stream.thread_type = "AUTO"
+        color.tag_codec_context(stream.codec_context, info)
+        if kind not in ("yuv", "gray", "gray16le"):
+            stream.codec_context.colorspace = 0  # RGB
         if codec == "ffv1":
             opts = {"level": "3", "slices": "4", "slicecrc": "1"}
-        elif "crf" not in opts and "qp" not in opts:
+        elif not opts or ("crf" not in opts and "qp" not in opts and "profile" not in opts):
             # encoders without a quality mode: ~0.2 bit per pixel, generous for MPEG-4 etc.
             stream.bit_rate = int(stream.width * stream.height * float(self._rate) * 0.2)
         stream.options = opts
@@ -302,11 +656,18 @@ class VideoWriter(Writer):
             if ok:
                 self._copies.append((s, self._out.add_stream_from_template(s), "copy"))
             elif s.type == "audio":
-                o = self._out.add_stream("aac", rate=s.codec_context.sample_rate or 48000)
+                if self._format == "webm":
+                    acodec = "libopus" if "libopus" in av.codecs_available else "opus"
+                    o = self._out.add_stream(acodec, rate=48000)
+                else:
+                    acodec = "aac"
+                    o = self._out.add_stream("aac", rate=s.codec_context.sample_rate or 48000)
                 n_ch = s.codec_context.layout.nb_channels or 2
                 o.layout = {1: "mono", 2: "stereo"}.get(n_ch, f"{n_ch}.0" if n_ch < 5 else "5.1")
-                self._copies.append((s, o, "aac"))
-                log.info("%s: audio stream %d (%s) re-encoded to AAC", self.path, s.index, name)
+                self._copies.append((s, o, acodec))
+                log.info(
+                    "%s: audio stream %d (%s) re-encoded to %s", self.path, s.index, name, acodec
+                )
             else:
                 log.warning(
                     "%s: subtitle stream %d (%s) cannot go into %s; skipped",

@@ -2,7 +2,8 @@
 
 Target rules:
 
-- ``.mp4``, ``.m4v``, ``.mov``, ``.mkv`` -> :class:`~napari_vsr.io.video_writer.VideoWriter`
+- ``.mp4``, ``.m4v``, ``.mov``, ``.mkv``, ``.webm`` ->
+  :class:`~napari_vsr.io.video_writer.VideoWriter`
 - ``.tif``, ``.tiff`` -> :class:`~napari_vsr.io.stack_writers.TiffStackWriter`
 - ``.zarr`` -> ``napari_vsr.io.zarr_store.ZarrWriter`` (the engine's on-disk store)
 - a path ending in a slash, with no extension, with the ``.frames`` extension, or an
@@ -56,7 +57,7 @@ def writer_kind(path: str | os.PathLike) -> str:
     if suffix == ".zarr":
         return "zarr"
     raise ParameterError(
-        f"{p}: unknown output type {suffix!r}: use .mp4/.m4v/.mov/.mkv (video), .tif/.tiff, "
+        f"{p}: unknown output type {suffix!r}: use .mp4/.m4v/.mov/.mkv/.webm (video), .tif/.tiff, "
         ".zarr, or a folder name (no extension, '.frames' or a trailing '/') for PNG frames"
     )
 
@@ -72,6 +73,10 @@ def open_writer(
     copy_streams_from: str | os.PathLike | None = None,
     frame_times=None,
     metadata: dict[str, Any] | None = None,
+    color_matrix: str | None = None,
+    color_range: str | None = None,
+    color_primaries: str | None = None,
+    color_transfer: str | None = None,
 ) -> Writer:
     """Open a writer for ``path``, chosen by its extension (see the module notes).
 
@@ -83,8 +88,12 @@ def open_writer(
     fps : float, Fraction or "num/den", optional
         Frame rate (exact); stored as metadata by the stack writers.
     codec, crf, lossless, copy_streams_from, frame_times
-        Video options (see :class:`~napari_vsr.io.video_writer.VideoWriter`); ignored with a
+        Video options (see :class:`~napari_vsr.io.video_writer.VideoWriter`); refused with a
         ``ParameterError`` when given for a non-video target.
+    color_matrix, color_range, color_primaries, color_transfer : str, optional
+        Video colour (see :class:`~napari_vsr.io.video_writer.VideoWriter`; None: automatic);
+        a matrix or range given for a non-video target is refused, primaries and transfer
+        (a source's tags, passed on) are ignored there.
     metadata : dict, optional
         Stored with the output (JSON-serialisable entries).
 
@@ -107,6 +116,10 @@ def open_writer(
             copy_streams_from=copy_streams_from,
             frame_times=frame_times,
             metadata=metadata,
+            color_matrix=color_matrix,
+            color_range=color_range,
+            color_primaries=color_primaries,
+            color_transfer=color_transfer,
         )
         # for the free-space estimate: CRF 18 H.264 of natural video is well under 3 % of the
         # raw RGB bytes; FFV1 and lossless x264 keep about half
@@ -117,6 +130,8 @@ def open_writer(
         "crf": crf,
         "copy_streams_from": copy_streams_from,
         "frame_times": frame_times,
+        "color_matrix": color_matrix,
+        "color_range": color_range,
     }
     given = [k for k, v in video_only.items() if v is not None] + (["lossless"] if lossless else [])
     if given:
