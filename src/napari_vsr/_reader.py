@@ -19,7 +19,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 def napari_get_reader(path: str | list[str]):
     """Return a reader function when napari-vsr can open ``path``, else None.
 
-    Claims video files by extension (mp4 m4v mov avi mkv webm gif, any case), ``.tif``/``.tiff``
+    Claims video files by extension (``io.sources.VIDEO_EXTENSIONS``, any case), ``.tif``/``.tiff``
     files and folders (except zarr stores); a folder without image frames is claimed so that
     opening it names the problem.  Never raises; failures to read a claimed path are
     raised later by the returned function as project errors naming the file and the cause.

@@ -69,11 +69,14 @@ def test_info_prints_what_the_reader_sees(videos, capsys):
         "yuv420p",
         "audio streams",
         "aac, 44100 Hz, 1 ch",
+        # an untagged 160x96 stream: read as players read SD video, and said to be assumed
+        "8-bit bt601 limited, primaries smpte170m, transfer smpte170m (matrix, range",
     ):
         assert words in out
     assert main(["info", "--json", str(videos["vfr_mkv"])]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["frames"] == 16 and facts["codec"] == "h264" and facts["audio_streams"] == []
+    assert facts["color_matrix"] == "bt601" and "matrix" in facts["color_assumed"]
 
 
 def test_info_on_stacks_and_errors(tmp_path, capsys):

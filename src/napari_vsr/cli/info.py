@@ -38,6 +38,12 @@ def describe(path: str, *, skip_bad_frames: bool = False) -> dict[str, Any]:
                     "duration_s": md.get("duration_s"),
                     "codec": md.get("codec"),
                     "pix_fmt": md.get("pix_fmt"),
+                    "bit_depth": md.get("bit_depth"),
+                    "color_matrix": md.get("color_matrix"),
+                    "color_range": md.get("color_range"),
+                    "color_primaries": md.get("color_primaries"),
+                    "color_transfer": md.get("color_transfer"),
+                    "color_assumed": list(md.get("color_assumed") or []),
                     "container": md.get("container"),
                     "time_base": md.get("time_base"),
                     "rotation": md.get("rotation"),
@@ -78,6 +84,20 @@ def _stream_line(s: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _colour_text(facts: dict[str, Any]) -> str:
+    """``bt709 limited, primaries bt709, transfer bt709 (matrix, range assumed: untagged)``."""
+    text = (
+        f"{facts.get('color_matrix')} {facts.get('color_range')}, primaries "
+        f"{facts.get('color_primaries')}, transfer {facts.get('color_transfer')}"
+    )
+    if facts.get("bit_depth"):
+        text = f"{facts['bit_depth']}-bit {text}"
+    assumed = facts.get("color_assumed") or []
+    if assumed:
+        text += f" ({', '.join(assumed)} assumed: not declared by the file)"
+    return text
+
+
 def format_facts(facts: dict[str, Any]) -> str:
     """Human-readable lines for :func:`describe`'s dict."""
     fps = facts.get("fps")
@@ -101,6 +121,10 @@ def format_facts(facts: dict[str, Any]) -> str:
             ("duration", "unknown" if dur is None else f"{dur:.3f} s"),
             ("codec", facts.get("codec")),
             ("pixel format", facts.get("pix_fmt")),
+        ]
+        if facts.get("color_matrix"):
+            rows.append(("colour", _colour_text(facts)))
+        rows += [
             ("container", facts.get("container")),
             ("time base", facts.get("time_base")),
         ]

@@ -63,7 +63,7 @@ def open_frames(
     Parameters
     ----------
     path : path-like
-        Video (mp4 m4v mov avi mkv webm gif, any case), folder of images, or .tif/.tiff.
+        Video (any of ``VIDEO_EXTENSIONS``, any case), folder of images, or .tif/.tiff.
     cache_mb : float, keyword-only
         Memory budget of the decoded-frame cache (MiB).
     apply_rotation : bool, keyword-only
