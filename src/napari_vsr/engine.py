@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -279,10 +278,10 @@ def _ramp(length: int, start: int, stop: int, size: int, overlap: int) -> np.nda
 
 
 def _available_host_memory() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
+    """Host memory this process may still use (MemAvailable, cgroup limit, user cap)."""
+    from napari_vsr.host_memory import available_memory_bytes
+
+    return available_memory_bytes()
 
 
 def _auto_chunk(enhancer: Enhancer, layout: _Layout, overlap: int) -> int:
