@@ -324,6 +324,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_color_options(parser: argparse.ArgumentParser) -> None:
+    """``--color-matrix`` and ``--color-range`` of a video output (enhance and merge)."""
+    parser.add_argument(
+        "--color-matrix",
+        default="auto",
+        choices=["auto", "bt601", "bt709", "bt2020", "smpte240m"],
+        help="Y'CbCr matrix of a video output (auto: BT.709 for HD sizes, BT.601 below)",
+    )
+    parser.add_argument(
+        "--color-range",
+        default="auto",
+        choices=["auto", "limited", "full"],
+        help="Y'CbCr range of a video output (auto: limited, what players expect)",
+    )
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "enhance",
@@ -376,18 +392,7 @@ def register(subparsers) -> None:
         help="video codec: h264 (default), h265, vp9 (default in .webm), av1, prores (.mov/.mkv), "
         "ffv1, mpeg4 or any FFmpeg video encoder (FFV1 with --lossless in .mkv)",
     )
-    p.add_argument(
-        "--color-matrix",
-        default="auto",
-        choices=["auto", "bt601", "bt709", "bt2020", "smpte240m"],
-        help="Y'CbCr matrix of a video output (auto: BT.709 for HD sizes, BT.601 below)",
-    )
-    p.add_argument(
-        "--color-range",
-        default="auto",
-        choices=["auto", "limited", "full"],
-        help="Y'CbCr range of a video output (auto: limited, what players expect)",
-    )
+    add_color_options(p)
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument(

@@ -9,7 +9,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from napari_vsr.cli.enhance import ProgressBar, source_fps
+from napari_vsr.cli.enhance import ProgressBar, add_color_options, source_fps
 from napari_vsr.errors import OutputExistsError, ParameterError
 
 
@@ -126,15 +126,7 @@ def register(subparsers) -> None:
     m.add_argument("video", metavar="VIDEO")
     m.add_argument("--fps", required=True, help="frame rate, e.g. 25, 29.97 or 30000/1001")
     m.add_argument("--codec", help="video codec: h264 (default), h265, vp9, av1, prores, ffv1")
-    m.add_argument(
-        "--color-matrix",
-        default="auto",
-        choices=["auto", "bt601", "bt709", "bt2020", "smpte240m"],
-        help="Y'CbCr matrix (auto: BT.709 for HD sizes, BT.601 below)",
-    )
-    m.add_argument(
-        "--color-range", default="auto", choices=["auto", "limited", "full"], help="default limited"
-    )
+    add_color_options(m)
     m.add_argument("--crf", type=int, metavar="N", help="quality (lower is better)")
     m.add_argument("--lossless", action="store_true", help="lossless video")
     m.add_argument("--overwrite", action="store_true", help="replace VIDEO if it exists")
