@@ -36,8 +36,6 @@ and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to en
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,7 +46,8 @@ import numpy as np
 
 from napari_vsr.device import is_out_of_memory, memory_kind, release_memory
 from napari_vsr.enhancer import Enhancer
-from napari_vsr.errors import Cancelled, DeviceError, ParameterError, UnsupportedDtypeError
+from napari_vsr.errors import DeviceError, ParameterError, UnsupportedDtypeError
+from napari_vsr.jobs.progress import CancelToken, Progress, format_progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -58,52 +57,6 @@ DEFAULT_TILE_OVERLAP = 16
 MIN_TILE = 32
 #: share of the free device memory an automatic tile size may plan for
 MEMORY_HEADROOM = 0.6
-
-
-class CancelToken:
-    """A thread-safe flag that asks a running :func:`enhance` to stop between chunks."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the run to stop; it raises :class:`~napari_vsr.errors.Cancelled` at the next check."""
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        """Raise :class:`~napari_vsr.errors.Cancelled` if :meth:`cancel` was called."""
-        if self._event.is_set():
-            raise Cancelled()
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands.
-
-    Attributes
-    ----------
-    done, total : int
-        Output frames finished and asked for.
-    elapsed_s : float
-        Seconds since the run started.
-    fps : float
-        Finished frames per second so far (0 before the first chunk).
-    eta_s : float or None
-        Estimated seconds left; None until a rate is known.
-    message : str
-        A note for the user (e.g. an out-of-memory retry with smaller tiles), else "".
-    """
-
-    done: int
-    total: int
-    elapsed_s: float
-    fps: float
-    eta_s: float | None
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -665,14 +618,3 @@ def _generate(
             if device is not None:
                 release_memory(device)
     log.info("enhanced %d frames in %.1f s", total, time.perf_counter() - t0)
-
-
-def format_progress(progress: Progress) -> str:
-    """Human form of a progress record: ``"12/40 frames, 3.20 fps, ETA 0:00:09"``."""
-    eta = "?" if progress.eta_s is None else _clock(progress.eta_s)
-    return f"{progress.done}/{progress.total} frames, {progress.fps:.2f} fps, ETA {eta}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(math.ceil(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -58,5 +58,5 @@ def test_out_of_memory_recognised():
 
 def test_format_progress():
     text = format_progress(Progress(12, 40, 4.0, 3.0, 9.2))
-    assert text == "12/40 frames, 3.00 fps, ETA 0:00:10"
+    assert text == "12/40 frames, 3.00 fps, ETA 0:10"
     assert "ETA ?" in format_progress(Progress(0, 40, 0.0, 0.0, None))
