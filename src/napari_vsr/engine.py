@@ -618,3 +618,13 @@ def _generate(
             if device is not None:
                 release_memory(device)
     log.info("enhanced %d frames in %.1f s", total, time.perf_counter() - t0)
+
+
+def resolve_chunk(
+    enhancer: Enhancer, shape: Sequence[int], overlap: int | None = None, *, rgb: bool | None = None
+) -> int:
+    """The chunk :func:`enhance` would choose with ``chunk=None`` (a job fixes it once for
+    every segment, so that every process cuts the frames the same way)."""
+    layout = _layout(shape, 0, rgb)
+    overlap = enhancer.default_overlap if overlap is None else int(overlap)
+    return _auto_chunk(enhancer, layout, max(overlap, 0))

@@ -269,7 +269,7 @@ def _pair_layers(viewer, clip):
     src = viewer.add_image(clip, name="src")
     big = np.repeat(np.repeat(clip, 4, axis=1), 4, axis=2)
     big = (255 - big).astype(np.uint8)
-    from napari_vsr.widgets._placement import result_placement
+    from napari_vsr.placement import result_placement
 
     scale, translate = result_placement(src.scale, src.translate, 4)
     res = viewer.add_image(big, name="res", scale=scale, translate=translate)

@@ -14,9 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-
-from napari_vsr.errors import OutputExistsError, ParameterError
+from napari_vsr.errors import ParameterError
+from napari_vsr.jobs.progress import format_progress
 
 if TYPE_CHECKING:  # the engine (and PyTorch) load only when a run starts, not for every command
     from napari_vsr.engine import Progress
@@ -46,6 +45,11 @@ class ProgressBar:
         if p.message:
             self._write(f"{self.label}: {p.message}", newline=True)
         now = time.monotonic()
+        if p.total is None or p.unit != "frames":  # loading, downloading weights
+            if p.done and (self.tty or now - self._last >= self.interval_s):
+                self._last = now
+                self._write(f"{self.label}: {format_progress(p)}", newline=not self.tty)
+            return
         final = p.done >= p.total
         if not (self.tty or final or now - self._last >= self.interval_s):
             return
@@ -56,6 +60,10 @@ class ProgressBar:
         eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
         fps = f"{p.fps:.2f} fps" if p.fps else "-- fps"
         line = f"{self.label} [{bar}] {p.done}/{p.total} {frac:4.0%} {fps} ETA {eta}"
+        if p.stage != "enhancing":
+            line = f"{self.label} ({p.stage}) [{bar}] {p.done}/{p.total} {frac:4.0%}"
+        elif p.segments_total:
+            line += f" (segment {p.segments_done}/{p.segments_total})"
         self._write(line, newline=not self.tty or final)
 
     def _write(self, line: str, *, newline: bool) -> None:
@@ -101,17 +109,6 @@ def parse_frame_range(text: str | None) -> tuple[int | None, int | None] | None:
     return start, stop
 
 
-def open_source(path: str, *, skip_bad_frames: bool = False):
-    """Any reader source, plus zarr arrays (``*.zarr``) written by this tool."""
-    if Path(path).suffix.lower() == ".zarr":
-        from napari_vsr.io.zarr_store import open_result_store
-
-        return open_result_store(path, mode="r")
-    from napari_vsr.io import open_frames
-
-    return open_frames(path, skip_bad_frames=skip_bad_frames)
-
-
 def warn(message: str) -> None:
     """One warning line on stderr, in the form of the CLI's error lines."""
     print(f"napari-vsr enhance: warning: {message}", file=sys.stderr)
@@ -153,85 +150,22 @@ def source_fps(meta: dict):
     return meta.get("fps")
 
 
-def _download_bar():
-    state = {"last": -1.0}
+def job_request(args: argparse.Namespace):
+    """The :class:`~napari_vsr.jobs.request.JobRequest` of an ``enhance`` command line."""
+    from napari_vsr.jobs.request import EngineOptions, JobRequest, MethodOptions
 
-    def show(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - state["last"] < 1.0 and (total is None or done < total):
-            return
-        state["last"] = now
-        mb = done / 2**20
-        tail = f" of {total / 2**20:.1f} MB" if total else " MB"
-        sys.stderr.write(f"downloading weights: {mb:.1f}{tail}\n")
-        sys.stderr.flush()
-
-    return show
-
-
-def _check_frame_layout(source, meta: dict, out_path: Path, in_path: str) -> None:
-    """Refuse, before any work, a stack with channel/Z axes for a video or PNG-folder output."""
-    from napari_vsr.io import writer_kind
-
-    shape = tuple(source.shape)
-    rgb = getattr(source, "rgb", None)
-    if not isinstance(rgb, bool):
-        rgb = len(shape) == 4 and shape[-1] in (3, 4)
-    kind = writer_kind(out_path)
-    if kind in ("video", "frames") and len(shape) > (4 if rgb else 3):
-        raise ParameterError(
-            f"{out_path}: a {kind} output holds (H, W) or RGB(A) frames, but {in_path} has axes "
-            f"{meta.get('axes') or shape}; write a .tif or .zarr to keep them"
-        )
-
-
-def _frame_size(source) -> tuple[int, int]:
-    """(H, W) of one source plane: the axes before channels-last RGB(A), else the last two."""
-    shape = tuple(source.shape)
-    rgb = getattr(source, "rgb", None)
-    if not isinstance(rgb, bool):
-        rgb = len(shape) == 4 and shape[-1] in (3, 4)
-    return (shape[-3], shape[-2]) if rgb else (shape[-2], shape[-1])
-
-
-def run(args: argparse.Namespace) -> int:
-    from napari_vsr.engine import enhance, plan_output
-    from napari_vsr.enhancers import make_enhancer
-    from napari_vsr.host_memory import plan_enhancer_chunk
-    from napari_vsr.io import open_writer, writer_kind
-    from napari_vsr.io.color import source_color_tags
-    from napari_vsr.io.writer_base import check_not_input, check_target
-
-    out_path = Path(args.output)
-    kind = writer_kind(out_path)  # an unknown output extension is a usage error, before any work
-    if (out_path.exists() or out_path.is_symlink()) and not args.overwrite:
-        raise OutputExistsError("already exists; add --overwrite to replace it", path=out_path)
-    # before any work: never the input, never a user's folder, never a folder for a file
-    check_not_input(out_path, args.input)
-    check_target(out_path, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
-    frame_range = parse_frame_range(args.frames)
-    _warn_ignored_options(args)
-    source = open_source(args.input, skip_bad_frames=args.skip_bad_frames)
-    bar = None if args.quiet else ProgressBar("enhance")
-    try:
-        meta = getattr(source, "metadata", None)
-        meta = dict(meta) if isinstance(meta, dict) else dict(getattr(source, "attrs", {}) or {})
-        n = int(source.shape[0])
-        start = 0 if frame_range is None or frame_range[0] is None else frame_range[0]
-        stop = n if frame_range is None or frame_range[1] is None else min(frame_range[1], n)
-        if not 0 <= start < stop:
-            raise ParameterError(
-                f"--frames: {args.frames!r} selects no frames of the {n} in {args.input}"
-            )
-        if frame_range is not None and frame_range[1] is not None and frame_range[1] > n:
-            warn(
-                f"--frames {args.frames}: {args.input} has only {n} frames; enhancing frames "
-                f"{start}:{stop}"
-            )
-        _check_frame_layout(source, meta, out_path, args.input)
-        enhancer = make_enhancer(
-            args.method,
-            frame_size=_frame_size(source),
+    video = {
+        "codec": args.codec,
+        "crf": args.crf,
+        "lossless": args.lossless,
+        "color_matrix": None if args.color_matrix == "auto" else args.color_matrix,
+        "color_range": None if args.color_range == "auto" else args.color_range,
+    }
+    return JobRequest(
+        source=args.input,
+        output=args.output,
+        method=MethodOptions(
+            method=args.method,
             preset=args.preset,
             recipe=args.recipe,
             weights=args.weights,
@@ -239,77 +173,66 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             channels_last=not args.no_channels_last,
             compile=args.compile,
-            download_progress=None if args.quiet else _download_bar(),
-        )
-        video_out = writer_kind(out_path) == "video"
-        times = None
-        if video_out and hasattr(source, "frame_times"):
-            times = np.asarray(source.frame_times(), dtype=np.float64)[start:stop]
-        copy_from = None
-        has_streams = meta.get("has_audio") or meta.get("has_subtitles")
-        if video_out and meta.get("kind") == "video" and has_streams and not args.no_audio:
-            if start == 0 and stop == n:
-                copy_from = args.input
-            else:
-                log.warning(
-                    "audio/subtitles are not copied when --frames selects part of the video"
+        ),
+        engine=EngineOptions(
+            chunk=args.chunk, overlap=args.overlap, tile=args.tile, tile_overlap=args.tile_overlap
+        ),
+        frame_range=parse_frame_range(args.frames),
+        segment=args.segment,
+        job_dir=args.job_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        keep_job=args.keep_job,
+        scheduler=args.scheduler,
+        video=video,
+        no_audio=args.no_audio,
+        skip_bad_frames=args.skip_bad_frames,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_vsr.io import writer_kind
+    from napari_vsr.jobs.runner import JobStarted, JobWarning, SegmentDone, run
+
+    writer_kind(Path(args.output))  # an unknown output extension is a usage error, first
+    _warn_ignored_options(args)
+    request = job_request(args)
+    bar = None if args.quiet else ProgressBar("enhance")
+    state = {"job_dir": None, "segments": 0, "done": 0}
+
+    def on_event(event) -> None:
+        if isinstance(event, JobWarning):
+            warn(event.message)
+        elif isinstance(event, JobStarted):
+            state.update(job_dir=event.job_dir, segments=event.segments, done=event.resumed)
+            if event.resumed:
+                print(
+                    f"napari-vsr enhance: resuming: {event.resumed} of {event.segments} segments "
+                    f"already done in {event.job_dir}",
+                    file=sys.stderr,
                 )
-        metadata = {
-            "source_path": str(Path(args.input).resolve()),
-            "frames": [start, stop],
-            **enhancer.describe(),
-            # a TIFF stack's axes and channel names, so a .tif output keeps them
-            **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)},
-        }
-        with open_writer(
-            out_path,
-            fps=source_fps(meta),
-            overwrite=args.overwrite,
-            codec=args.codec,
-            crf=args.crf,
-            lossless=args.lossless,
-            copy_streams_from=copy_from,
-            frame_times=times,
-            metadata=metadata,
-            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-            color_range=None if args.color_range == "auto" else args.color_range,
-            **(source_color_tags(meta) if video_out else {}),
-        ) as writer:
-            out_shape, out_dtype = plan_output(
-                source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)
+        elif isinstance(event, SegmentDone):
+            state["done"] += 1
+
+    try:
+        result = run(request, progress=bar, on_event=on_event)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.finish()
+        if state["job_dir"] and state["done"]:
+            print(
+                f"napari-vsr enhance: {state['done']} of {state['segments']} segments are saved "
+                f"in {state['job_dir']}; run the same command with --resume to continue",
+                file=sys.stderr,
             )
-            writer.preflight(out_shape[1:], out_dtype, stop - start)
-            chunk = plan_enhancer_chunk(
-                enhancer,
-                source.shape,
-                out_shape,
-                rgb=getattr(source, "rgb", None),
-                chunk=args.chunk,
-                overlap=args.overlap,
-                source=args.input,
-            )
-            for _, frame in enhance(
-                source,
-                enhancer,
-                chunk=chunk,
-                overlap=args.overlap,
-                tile=args.tile,
-                tile_overlap=args.tile_overlap,
-                rgb=getattr(source, "rgb", None),
-                frame_range=(start, stop),
-                progress=bar,
-            ):
-                writer.write(frame)
+        raise
     finally:
         if bar is not None:
             bar.finish()
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
-    print(f"wrote {stop - start} frames to {out_path}", file=sys.stderr)
-    replaced = list(getattr(source, "replaced_frames", None) or [])
-    if replaced:
-        warn(_replaced_line(replaced))
+    reused = f" ({result.segments_reused} segments resumed)" if result.segments_reused else ""
+    print(f"wrote {result.frames} frames to {args.output}{reused}", file=sys.stderr)
+    if result.replaced_frames:
+        warn(_replaced_line(result.replaced_frames))
     return 0
 
 
@@ -408,5 +331,38 @@ def register(subparsers) -> None:
         help="replace video frames that cannot be decoded by the previous good frame (and say "
         "how many) instead of stopping",
     )
+    add_job_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_job_options(p: argparse.ArgumentParser) -> None:
+    """Segments, the job's state folder, resume and the Dask scheduler."""
+    g = p.add_argument_group(
+        "jobs",
+        "The frame range is cut into segments of whole chunks; each finished segment is saved "
+        "in a job folder, so an interrupted run (Ctrl-C, kill, crash, power loss, a Slurm time "
+        "limit) continues where it stopped with --resume.",
+    )
+    g.add_argument(
+        "--segment", type=_positive, metavar="N",
+        help="output frames per segment, rounded up to whole chunks (default: about 48)",
+    )
+    g.add_argument(
+        "--job-dir", metavar="DIR",
+        help="the job's state folder (default: .OUTPUT.vsr-job beside OUTPUT; on a filesystem "
+        "the Dask workers share for --scheduler)",
+    )
+    g.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted job of OUTPUT: finished segments are not recomputed",
+    )
+    g.add_argument(
+        "--keep-job", action="store_true", help="keep the job folder after success"
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDR",
+        help="run segments on Dask: local:N (a local cluster of N worker processes; one per "
+        "GPU on a CUDA machine) or tcp://HOST:PORT (a running scheduler; default: "
+        "$NAPARI_VSR_SCHEDULER)",
+    )

@@ -43,7 +43,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _input_size(path: str) -> tuple[int, int]:
     """(height, width) of the frames of a source, read from its header."""
-    from napari_vsr.cli.enhance import open_source
+    from napari_vsr.jobs.source import open_source
 
     source = open_source(path)
     try:

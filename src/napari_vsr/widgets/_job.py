@@ -22,7 +22,7 @@ import numpy as np
 
 from napari_vsr.engine import CancelToken, Progress, enhance, plan_output
 from napari_vsr.errors import Cancelled, VsrError
-from napari_vsr.widgets._placement import result_placement
+from napari_vsr.placement import result_placement
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from napari_vsr import compare
 from napari_vsr.engine import CancelToken
 from napari_vsr.errors import Cancelled
-from napari_vsr.widgets._placement import frame_index
+from napari_vsr.placement import frame_index
 from napari_vsr.widgets._plot import MetricsPlot
 
 if TYPE_CHECKING:

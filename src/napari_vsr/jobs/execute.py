@@ -1,0 +1,161 @@
+"""Computing one segment: the same function here and in a Dask worker process.
+
+:func:`compute_segment` runs the engine over a segment's frames (reading its temporal context
+from outside it) with the job's resolved parameters and writes the frames into the segment's
+file, committed atomically when complete.  :func:`segment_task` is the task a Dask worker runs:
+it reads the manifest from the shared job folder, opens the source and keeps one enhancer per
+worker process (weights loaded once, not per task).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from napari_vsr.jobs.progress import CancelToken, Progress
+from napari_vsr.jobs.segments import Segment
+from napari_vsr.jobs.state import JobDir
+
+log = logging.getLogger(__name__)
+
+
+def iter_segment(
+    source,
+    enhancer,
+    manifest: dict[str, Any],
+    segment: Segment,
+    job: JobDir | None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Enhance the frames of ``segment``, yielding ``(source index, frame)`` in order, and
+    commit them to ``job`` when the last one is written.
+
+    Parameters
+    ----------
+    source : array-like, (T, ...)
+        The job's source.
+    enhancer : Enhancer
+        Built from the manifest's method (not closed here: the caller owns it).
+    manifest : dict
+        The job's manifest: engine parameters, output frame shape and dtype.
+    segment : Segment
+    job : JobDir or None
+        Where the segment is committed; None keeps nothing (an in-memory preview).
+    progress : callable, optional
+        The engine's per-frame :class:`Progress` within the segment.
+    cancel : CancelToken, optional
+
+    Yields
+    ------
+    index : int
+    frame : ndarray, the output frame shape and dtype of the manifest
+        The segment file is committed (atomically, fsynced) after the last frame; a generator
+        closed or failing before that leaves no file.
+    """
+    from napari_vsr.engine import enhance
+
+    eng = manifest["engine"]
+    out = manifest["output"]
+    frames = enhance(
+        source,
+        enhancer,
+        chunk=eng["chunk"],
+        overlap=eng["overlap"],
+        tile=eng["tile"],
+        tile_overlap=eng["tile_overlap"],
+        rgb=eng["rgb"],
+        frame_range=(segment.start, segment.stop),
+        progress=progress,
+        cancel=cancel,
+    )
+    if job is None:
+        yield from frames
+        return
+    with job.segment_writer(segment, tuple(out["frame_shape"]), out["dtype"]) as part:
+        for index, frame in frames:
+            part.frames[index - segment.start] = frame
+            yield index, frame
+        part.commit()
+
+
+def compute_segment(source, enhancer, manifest: dict[str, Any], segment: Segment, job: JobDir,
+                    *, progress=None, cancel: CancelToken | None = None) -> None:
+    """:func:`iter_segment` run to its end: the segment is committed to ``job``."""
+    for _ in iter_segment(source, enhancer, manifest, segment, job, progress=progress,
+                          cancel=cancel):
+        pass
+
+
+# --- the Dask task ------------------------------------------------------------------------------
+_worker_lock = threading.Lock()
+_worker_state: dict[str, Any] = {}
+
+
+def _worker_enhancer(method: dict[str, Any], frame_size):
+    """One enhancer per worker process and method (weights loaded once)."""
+    import json
+
+    from napari_vsr.jobs.request import MethodOptions
+
+    key = json.dumps(method, sort_keys=True)
+    cached = _worker_state.get("enhancer")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if cached is not None:
+        cached[1].close()
+    enhancer = MethodOptions.from_dict(method).build(frame_size=frame_size)
+    _worker_state["enhancer"] = (key, enhancer)
+    return enhancer
+
+
+def _worker_source(manifest: dict[str, Any]):
+    from napari_vsr.jobs.source import open_source
+
+    src = manifest["source"]
+    key = (src["path"], bool(src.get("skip_bad_frames")))
+    cached = _worker_state.get("source")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    source = open_source(src["path"], skip_bad_frames=key[1])
+    _worker_state["source"] = (key, source)
+    return source
+
+
+def segment_task(job_dir: str, index: int) -> dict[str, Any]:
+    """Compute and commit segment ``index`` of the job in ``job_dir`` (a Dask task).
+
+    Safe to run twice (a rescheduled task whose first run committed already returns at once)
+    and in parallel with other segments of the same job.
+
+    Returns
+    -------
+    dict
+        ``{"index", "frames", "elapsed_s", "computed", "pid", "device"}``.
+    """
+    from napari_vsr.jobs.manifest import manifest_segments
+
+    t0 = time.perf_counter()
+    job = JobDir(job_dir)
+    manifest = job.read_manifest()
+    segment = manifest_segments(manifest)[index]
+    out = manifest["output"]
+    result = {"index": index, "frames": segment.length, "pid": os.getpid(), "computed": False}
+    if job.is_committed(segment, tuple(out["frame_shape"]), out["dtype"]):
+        result.update(elapsed_s=0.0, device=None)
+        return result
+    with _worker_lock:  # one segment at a time per process: the enhancer is not re-entrant
+        source = _worker_source(manifest)
+        enhancer = _worker_enhancer(manifest["method"], tuple(manifest["engine"]["frame_size"]))
+        compute_segment(source, enhancer, manifest, segment, job)
+    device = enhancer.describe().get("device")
+    result.update(elapsed_s=time.perf_counter() - t0, computed=True, device=device)
+    log.info("segment %d (%d frames) done in %.1f s", index, segment.length, result["elapsed_s"])
+    return result

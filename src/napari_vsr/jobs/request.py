@@ -1,0 +1,221 @@
+"""What a job is asked to do: one record built by the CLI or a widget, read by the runner.
+
+Every field is plain data (JSON-serialisable through :meth:`MethodOptions.to_dict`), so a job's
+method can be written into its manifest and rebuilt by a Dask worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_vsr.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """The enhancement method and its options, as a user chose them.
+
+    ``device``/``precision``/``weights``/``channels_last``/``compile`` apply to RealBasicVSR,
+    ``preset``/``recipe`` to the classic method (see :func:`napari_vsr.enhancers.make_enhancer`).
+    """
+
+    method: str = "realbasicvsr"
+    preset: str | None = None
+    recipe: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> MethodOptions:
+        known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**known)
+
+    def with_device(self, device: str) -> MethodOptions:
+        """The same options on another device (a Dask worker pinned to its GPU)."""
+        return MethodOptions(**{**asdict(self), "device": device})
+
+    def resolved(self) -> MethodOptions:
+        """Paths made absolute (a worker in another folder reads the same files)."""
+        def absolute(p):
+            return None if p is None else os.path.abspath(os.fspath(p))
+
+        return MethodOptions(**{**asdict(self), "recipe": absolute(self.recipe),
+                                "weights": absolute(self.weights)})
+
+    def build(self, *, frame_size: tuple[int, int] | None = None, progress=None, cancel=None):
+        """Make the :class:`~napari_vsr.enhancers.Enhancer` (loads weights for a network).
+
+        ``progress`` receives download :class:`~napari_vsr.jobs.progress.Progress` records
+        while a checkpoint downloads; ``cancel`` stops the download.
+        """
+        from napari_vsr.enhancers import make_enhancer
+
+        network = self.method == "realbasicvsr"
+        kwargs: dict[str, Any] = {}
+        if network:
+            kwargs = dict(weights=self.weights, device=self.device, precision=self.precision,
+                          channels_last=self.channels_last, compile=self.compile)
+            if progress is not None or cancel is not None:
+                kwargs.update(_download_kwargs(progress, cancel))
+        else:
+            kwargs = dict(preset=self.preset, recipe=self.recipe, frame_size=frame_size)
+        return make_enhancer(self.method, **kwargs)
+
+
+def _download_kwargs(progress, cancel) -> dict[str, Any]:
+    """How make_enhancer takes download progress and cancel (see its signature)."""
+    import inspect
+
+    from napari_vsr.enhancers import make_enhancer
+
+    params = inspect.signature(make_enhancer).parameters
+    if "progress" in params:
+        return {"progress": progress, "cancel": cancel}
+    if progress is None:
+        return {}
+
+    from napari_vsr.jobs.progress import STAGE_DOWNLOADING, RateClock
+
+    clock = RateClock(None, stage=STAGE_DOWNLOADING, unit="bytes")
+
+    def bytes_progress(done: int, total: int | None) -> None:
+        clock.total = total
+        progress(clock.progress(done))
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+
+    return {"download_progress": bytes_progress}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine cuts the work (None: the method's default or an automatic choice)."""
+
+    chunk: int | None = None
+    overlap: int | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the source layer sits in napari's world (per layer dimension, RGB axis excluded)."""
+
+    scale: tuple[float, ...] | None = None
+    translate: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything one job needs.
+
+    Attributes
+    ----------
+    source : str, path or array-like
+        A path the readers open (video, frame folder, TIFF, ``.zarr`` result store), or a
+        numpy-like (T, ...) array (a napari layer's data; local runs only).
+    output : str or path, optional
+        The file or folder to write (kind from its extension: video, ``.tif``, ``.zarr``,
+        frame folder).  None with ``store`` set: the widget's result store.
+    method : MethodOptions
+    engine : EngineOptions
+    frame_range : (start, stop), optional
+        Half-open output frames; None for all.  ``stop`` past the end is clipped.
+    segment : int, optional
+        Frames per segment (rounded up to whole chunks); None picks one.
+    job_dir : str or path, optional
+        The state folder; None: beside the output.
+    durable : bool
+        Keep a state folder (committed segments, resumable); False keeps nothing on disk but
+        the output (previews).
+    live : bool
+        A ``.zarr`` output is a pre-sized store filled as frames finish, visible (flagged
+        ``partial``) while the job runs, so a napari layer can show it; else the output appears
+        only when complete.
+    resume : bool
+        Continue an interrupted job with the same manifest.
+    overwrite : bool
+        Replace the output and any interrupted job of it.
+    keep_job : bool
+        Keep the state folder after success.
+    scheduler : str, optional
+        None or "" runs here; ``"local:N"`` a LocalCluster of N workers; ``"tcp://HOST:PORT"``
+        a running Dask scheduler.
+    video : VideoOptions-like mapping, optional
+        Options of a video output (codec, crf, lossless, colour, audio copy).
+    skip_bad_frames : bool
+        Replace undecodable video frames by the previous one instead of stopping.
+    source_name : str, optional
+        How the source is named in layer names and metadata (default: the file name).
+    rgb : bool, optional
+        Whether the source's last axis holds channels (None: the reader's flag or a guess).
+    placement : Placement, optional
+        The source layer's placement, for the result's frame-synced placement.
+    extra_metadata : dict
+        More provenance to record (the widget's own notes).
+    """
+
+    source: Any
+    output: str | os.PathLike | None = None
+    method: MethodOptions = field(default_factory=MethodOptions)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    frame_range: tuple[int | None, int | None] | None = None
+    segment: int | None = None
+    job_dir: str | os.PathLike | None = None
+    durable: bool = True
+    live: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    keep_job: bool = False
+    scheduler: str | None = None
+    video: dict[str, Any] = field(default_factory=dict)
+    no_audio: bool = False
+    skip_bad_frames: bool = False
+    source_name: str | None = None
+    rgb: bool | None = None
+    placement: Placement = field(default_factory=Placement)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_path(self) -> str | None:
+        """The source as an absolute path, or None for an array source."""
+        if isinstance(self.source, str | os.PathLike):
+            return os.path.abspath(os.fspath(self.source))
+        return None
+
+    def name(self) -> str:
+        if self.source_name:
+            return self.source_name
+        path = self.source_path
+        return Path(path).name if path else "array"
+
+
+def parse_scheduler(text: str | None) -> tuple[str, int | str] | None:
+    """``None``/"" -> None (run here); ``"local:N"`` -> ("local", N); ``"tcp://h:p"`` ->
+    ("address", text).  Anything else is a :class:`ParameterError`."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if text.startswith("local"):
+        _, _, n = text.partition(":")
+        try:
+            workers = int(n) if n else 0
+        except ValueError:
+            workers = -1
+        if workers < 1 and n:
+            raise ParameterError(f"--scheduler: expected local:N with N >= 1 workers, got {text!r}")
+        return ("local", workers)
+    if "://" in text:
+        return ("address", text)
+    raise ParameterError(
+        f"--scheduler: expected local:N or a scheduler address like tcp://HOST:8786, got {text!r}"
+    )

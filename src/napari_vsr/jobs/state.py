@@ -1,0 +1,228 @@
+"""A job's state folder: the manifest and one committed file per finished segment.
+
+Layout of ``<job dir>`` (by default ``.<output name>.vsr-job`` beside the output)::
+
+    .napari-vsr-output          marker: a folder napari-vsr made (may be removed by --overwrite)
+    manifest.json               what the job computes (see :mod:`napari_vsr.jobs.manifest`)
+    segment-000003.npy          output frames of segment 3, (n, *frame) in the output dtype
+
+Every file is written to a temporary name in the folder, flushed and fsynced, renamed over its
+final name and the folder fsynced, so a crash, SIGKILL or power loss at any moment leaves either
+the complete file or none (a temporary that :meth:`JobDir.sweep` removes).  Segments are plain
+``.npy`` (lossless, memory-mappable); a file whose header does not match its segment is treated
+as not committed.  Local and distributed runs write the same folder, so either can resume the
+other's job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_vsr.errors import VsrError, WriteError
+from napari_vsr.io.writer_base import MARKER_NAME, is_own_folder, write_marker
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+JOB_SUFFIX = ".vsr-job"
+_TMP_PREFIX = ".tmp-"
+
+
+class JobStateError(VsrError, ValueError):
+    """A job folder that cannot be used (unreadable manifest, not a job folder)."""
+
+
+def default_job_dir(output: str | os.PathLike) -> Path:
+    """``<parent>/.<output name>.vsr-job``: the state folder of the job writing ``output``."""
+    output = Path(output)
+    return output.parent / f".{output.name}{JOB_SUFFIX}"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or creation in ``folder`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def write_json_durably(path: Path, doc: Any) -> None:
+    """Write JSON to ``path`` atomically and durably (temp, fsync, rename, fsync folder)."""
+    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+class JobDir:
+    """The state folder of one job.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder (need not exist yet; :meth:`create` makes it).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # --- the folder -----------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.path / MANIFEST_NAME).is_file()
+
+    def create(self, manifest: dict) -> None:
+        """Make the folder with its marker and manifest (a fresh job)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_marker(self.path, "job")
+            _fsync_file(self.path / MARKER_NAME)
+            write_json_durably(self.path / MANIFEST_NAME, manifest)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise WriteError(f"cannot create the job folder ({exc.strerror or exc})",
+                             path=self.path) from exc
+
+    def read_manifest(self) -> dict:
+        """The manifest, or :class:`JobStateError` naming the folder."""
+        path = self.path / MANIFEST_NAME
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise JobStateError("not a job folder (no manifest.json)", path=self.path) from None
+        except (OSError, ValueError) as exc:
+            raise JobStateError(f"unreadable job manifest ({exc})", path=path) from exc
+        if not isinstance(doc, dict) or "segments" not in doc:
+            raise JobStateError("not a napari-vsr job manifest", path=path)
+        return doc
+
+    def remove(self) -> None:
+        """Delete the folder (only one napari-vsr made: it holds the marker)."""
+        if not self.path.exists():
+            return
+        if not is_own_folder(self.path):
+            raise JobStateError(
+                "not removed: the folder has no napari-vsr marker", path=self.path
+            )
+        shutil.rmtree(self.path, ignore_errors=True)
+        fsync_dir(self.path.parent)
+
+    def sweep(self) -> None:
+        """Remove temporaries left by writes that a crash cut short."""
+        try:
+            entries = list(self.path.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(_TMP_PREFIX):
+                entry.unlink(missing_ok=True)
+
+    # --- segments -------------------------------------------------------------------------
+    def segment_path(self, index: int) -> Path:
+        return self.path / f"segment-{index:06d}.npy"
+
+    def committed(self, segments: Iterable, frame_shape: tuple[int, ...], dtype) -> set[int]:
+        """Indices of the ``segments`` whose file is complete (header shape and dtype, size)."""
+        done = set()
+        for seg in segments:
+            if self.is_committed(seg, frame_shape, dtype):
+                done.add(seg.index)
+        return done
+
+    def is_committed(self, segment, frame_shape: tuple[int, ...], dtype) -> bool:
+        path = self.segment_path(segment.index)
+        if not path.is_file():
+            return False
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            log.warning("%s: ignoring an unreadable segment file (%s)", path, exc)
+            return False
+        expected = (segment.length, *frame_shape)
+        if array.shape != expected or array.dtype != np.dtype(dtype):
+            log.warning(
+                "%s: ignoring a segment file of shape %s %s (expected %s %s)",
+                path, array.shape, array.dtype, expected, np.dtype(dtype),
+            )
+            return False
+        return True
+
+    def segment_writer(self, segment, frame_shape: tuple[int, ...], dtype) -> SegmentFile:
+        """A memory-mapped temporary file for the segment's frames; commit it when full."""
+        return SegmentFile(self, segment, frame_shape, dtype)
+
+    def load(self, segment) -> np.ndarray:
+        """The committed frames of a segment, (n, *frame), memory-mapped read-only."""
+        return np.load(self.segment_path(segment.index), mmap_mode="r")
+
+
+class SegmentFile:
+    """Frames of one segment written into a memory-mapped ``.npy`` temporary, then committed.
+
+    ``frames[i] = frame`` fills it; :meth:`commit` flushes, fsyncs and renames it to the
+    segment's name; :meth:`discard` (or leaving a ``with`` block by an exception) removes it.
+    """
+
+    def __init__(self, job: JobDir, segment, frame_shape: tuple[int, ...], dtype):
+        self.final = job.segment_path(segment.index)
+        self.tmp = job.path / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{self.final.name}"
+        self._folder = job.path
+        try:
+            self.frames = np.lib.format.open_memmap(
+                self.tmp, mode="w+", dtype=np.dtype(dtype), shape=(segment.length, *frame_shape)
+            )
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise WriteError(f"cannot write a segment file ({exc.strerror or exc})",
+                             path=self.tmp) from exc
+
+    def commit(self) -> Path:
+        try:
+            self.frames.flush()
+            del self.frames
+            _fsync_file(self.tmp)
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            self.discard()
+            raise WriteError(f"cannot commit a segment file ({exc.strerror or exc})",
+                             path=self.final) from exc
+        fsync_dir(self._folder)
+        return self.final
+
+    def discard(self) -> None:
+        self.__dict__.pop("frames", None)
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SegmentFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
