@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import ParameterError
-from napari_vsr.io import open_writer
+from napari_vsr.io import fps_of_metadata, open_writer
 from napari_vsr.io.writer_base import check_not_input
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,11 @@ def _frames(data: Any, meta: dict[str, Any]):
     )
 
 
-def _fps(meta: dict[str, Any]) -> float | None:
-    md = meta.get("metadata") or {}
-    return md.get("fps_fraction") or md.get("fps")
-
-
 def _write(path: str, data: Any, meta: dict[str, Any], **video: Any) -> list[str]:
     frames = _frames(data, meta)
     md = meta.get("metadata") or {}
     check_not_input(path, md.get("source_path"))
-    with open_writer(path, overwrite=True, fps=_fps(meta), metadata=_plain(md), **video) as w:
+    with open_writer(path, overwrite=True, fps=fps_of_metadata(md), metadata=_plain(md), **video) as w:
         first = np.asarray(frames[0])
         w.preflight(first.shape, first.dtype, len(frames))
         for i in range(len(frames)):

@@ -13,7 +13,7 @@ from napari_vsr.errors import (
     UnsupportedDtypeError,
     WriteError,
 )
-from napari_vsr.io import open_frames, open_writer, parse_fps, write_frames_to, writer_kind
+from napari_vsr.io import open_frames, open_writer, write_frames_to, writer_kind
 
 
 @pytest.fixture
@@ -112,17 +112,6 @@ def test_fps_is_kept_exactly(tmp_path, clip, fps, fraction, ext):
         np.testing.assert_allclose(
             np.diff(v.frame_times()), float(1 / Fraction(fraction)), atol=1.1e-3
         )
-
-
-def test_parse_fps():
-    assert parse_fps(12.5) == Fraction(25, 2)
-    assert parse_fps("29.97") == Fraction(30000, 1001)
-    assert parse_fps(23.976) == Fraction(24000, 1001)
-    assert parse_fps(30) == 30 and parse_fps(30.0) == 30
-    assert parse_fps("60000/1001") == Fraction(60000, 1001)
-    for bad in (0, -5, "fast", None):
-        with pytest.raises(ParameterError):
-            parse_fps(bad)
 
 
 def test_frame_times_keep_variable_frame_rate(tmp_path, clip, vfr_times):

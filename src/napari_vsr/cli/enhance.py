@@ -10,7 +10,6 @@ import argparse
 import logging
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -143,16 +142,6 @@ def _replaced_line(indices: list[int], *, most: int = 10) -> str:
     return f"replaced {len(indices)} undecodable {word} ({shown}) by the previous frame"
 
 
-def source_fps(meta: dict):
-    text = meta.get("fps_fraction")
-    if text:
-        try:
-            return Fraction(text)
-        except (ValueError, ZeroDivisionError):
-            pass
-    return meta.get("fps")
-
-
 def _download_bar():
     state = {"last": -1.0}
 
@@ -198,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
     from napari_vsr.host_memory import plan_enhancer_chunk
-    from napari_vsr.io import open_writer, writer_kind
+    from napari_vsr.io import fps_of_metadata, open_writer, writer_kind
     from napari_vsr.io.color import source_color_tags
     from napari_vsr.io.writer_base import check_not_input, check_target
 
@@ -263,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         }
         with open_writer(
             out_path,
-            fps=source_fps(meta),
+            fps=fps_of_metadata(meta),
             overwrite=args.overwrite,
             codec=args.codec,
             crf=args.crf,

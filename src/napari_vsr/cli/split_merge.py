@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-from napari_vsr.cli.enhance import ProgressBar, add_color_options, source_fps
-from napari_vsr.errors import OutputExistsError, ParameterError
+from napari_vsr.cli.enhance import ProgressBar, add_color_options
+from napari_vsr.errors import OutputExistsError
 
 
 def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> None:
@@ -37,7 +36,7 @@ def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer
+    from napari_vsr.io import fps_of_metadata, open_frames, open_writer
 
     out = Path(args.dir)
     _check_output(out, args.video, overwrite=args.overwrite, folder=True)
@@ -47,7 +46,7 @@ def run_split(args: argparse.Namespace) -> int:
         # a trailing separator makes the target a folder of frames whatever its name
         target = os.fspath(out) + os.sep
         with open_writer(
-            target, overwrite=args.overwrite, fps=source_fps(source.metadata)
+            target, overwrite=args.overwrite, fps=fps_of_metadata(source.metadata)
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
@@ -59,25 +58,13 @@ def run_split(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_fps(text: str) -> Fraction:
-    try:
-        fps = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise ParameterError(
-            f"--fps: expected a number or a fraction like 30000/1001, got {text!r}"
-        ) from None
-    if fps <= 0:
-        raise ParameterError(f"--fps: expected a positive rate, got {text!r}")
-    return fps.limit_denominator(1001) if fps.denominator > 1001 else fps
-
-
 def run_merge(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer, writer_kind
+    from napari_vsr.io import open_frames, open_writer, parse_fps, writer_kind
 
     out = Path(args.video)
     kind = writer_kind(out)  # an unknown extension is a usage error, before any work
     _check_output(out, args.dir, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
-    fps = _parse_fps(args.fps)
+    fps = parse_fps(args.fps, option="--fps")
     source = open_frames(args.dir)
     bar = None if args.quiet else ProgressBar("merge")
     try:

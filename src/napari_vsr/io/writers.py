@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import ParameterError
+from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.stack_writers import PngFolderWriter, TiffStackWriter
-from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter, parse_fps
+from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter
 from napari_vsr.io.writer_base import Writer
 
 FOLDER_SUFFIXES = ("", ".frames")
