@@ -9,77 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
+from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.errors import OutputExistsError, ParameterError
 
-if TYPE_CHECKING:  # the engine (and PyTorch) load only when a run starts, not for every command
-    from napari_vsr.engine import Progress
-
 log = logging.getLogger(__name__)
-
-
-class ProgressBar:
-    """A plain-text progress bar on a stream (stderr): frames, percent, fps and ETA.
-
-    On a terminal the line is redrawn in place; otherwise a line is written at most every
-    ``interval_s`` seconds and at the end, so logs stay short.
-    """
-
-    def __init__(
-        self, label: str, *, stream: TextIO | None = None, width: int = 24, interval_s: float = 5.0
-    ):
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.interval_s = interval_s
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -1e9
-        self._shown = False
-
-    def __call__(self, p: Progress) -> None:
-        if p.message:
-            self._write(f"{self.label}: {p.message}", newline=True)
-        now = time.monotonic()
-        final = p.done >= p.total
-        if not (self.tty or final or now - self._last >= self.interval_s):
-            return
-        self._last = now
-        frac = p.done / p.total if p.total else 1.0
-        fill = int(round(frac * self.width))
-        bar = "#" * fill + "." * (self.width - fill)
-        eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
-        fps = f"{p.fps:.2f} fps" if p.fps else "-- fps"
-        line = f"{self.label} [{bar}] {p.done}/{p.total} {frac:4.0%} {fps} ETA {eta}"
-        self._write(line, newline=not self.tty or final)
-
-    def _write(self, line: str, *, newline: bool) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line + ("\n" if newline else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self._shown = not newline
-
-    def finish(self) -> None:
-        """End a half-drawn terminal line (after an error or interrupt)."""
-        if self._shown and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = False
-
-
-def _clock(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
-    return (
-        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-        if s >= 3600
-        else f"{s // 60:02d}:{s % 60:02d}"
-    )
 
 
 def parse_frame_range(text: str | None) -> tuple[int | None, int | None] | None:
@@ -140,22 +77,6 @@ def _replaced_line(indices: list[int], *, most: int = 10) -> str:
     shown = ", ".join(str(i) for i in indices[:most]) + (", ..." if len(indices) > most else "")
     word = "frame" if len(indices) == 1 else "frames"
     return f"replaced {len(indices)} undecodable {word} ({shown}) by the previous frame"
-
-
-def _download_bar():
-    state = {"last": -1.0}
-
-    def show(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - state["last"] < 1.0 and (total is None or done < total):
-            return
-        state["last"] = now
-        mb = done / 2**20
-        tail = f" of {total / 2**20:.1f} MB" if total else " MB"
-        sys.stderr.write(f"downloading weights: {mb:.1f}{tail}\n")
-        sys.stderr.flush()
-
-    return show
 
 
 def _check_frame_layout(source, meta: dict, out_path: Path, in_path: str) -> None:
@@ -228,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             channels_last=not args.no_channels_last,
             compile=args.compile,
-            download_progress=None if args.quiet else _download_bar(),
+            progress=None if args.quiet else ProgressBar("weights", interval_s=1.0),
         )
         video_out = writer_kind(out_path) == "video"
         times = None

@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from napari_vsr.cli.enhance import ProgressBar, add_color_options
+from napari_vsr.cli.enhance import add_color_options
+from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.errors import OutputExistsError
+from napari_vsr.jobs.progress import RateClock
 
 
 def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> None:
@@ -24,14 +26,13 @@ def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> N
 
 
 def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
-    from napari_vsr.engine import Progress  # lazily: the engine loads PyTorch
-
     n = int(source.shape[0])
+    clock = RateClock(n)
     for lo in range(0, n, batch):
         for frame in source[lo : min(n, lo + batch)]:
             writer.write(frame)
         if bar is not None:
-            bar(Progress(min(n, lo + batch), n, 0.0, 0.0, None))
+            bar(clock.progress(min(n, lo + batch)))
     return n
 
 
