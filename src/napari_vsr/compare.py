@@ -476,10 +476,11 @@ def export_comparison_video(
     int
         Number of frames written.
     """
-    from napari_vsr.io import open_writer
+    from napari_vsr.io import VideoOptions, open_writer
 
     n = min(len(left), len(right))
-    writer = open_writer(path, fps=fps, overwrite=overwrite, crf=crf)
+    writer = open_writer(path, fps=fps, overwrite=overwrite,
+                         video=VideoOptions(crf=crf) if crf is not None else None)
     written = 0
     with writer:
         frames = comparison_frames(left, right, start_frame=start_frame,

@@ -329,3 +329,23 @@ def test_dropped_writer_removes_its_temp_file(tmp_path, clip):
     del w
     gc.collect()
     assert not temp.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_video_options_travel_as_one_record(tmp_path):
+    from napari_vsr.io import VideoOptions
+
+    opts = VideoOptions(codec="ffv1", color_range="full")
+    with pytest.raises(AttributeError):
+        opts.codec = "h264"  # frozen
+    frames = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (3, 32, 1, 3))[:, :, :64]
+    with open_writer(tmp_path / "v.mkv", fps="30000/1001", video=opts) as w:
+        for f in frames:
+            w.write(f)
+    with open_frames(tmp_path / "v.mkv") as v:
+        assert len(v) == 3 and v.metadata["fps_fraction"] == "30000/1001"
+    with pytest.raises(ParameterError, match="crf, lossless only apply to video"):
+        open_writer(tmp_path / "x.tif", video=VideoOptions(crf=10, lossless=True))
+    # colour tags describe a source: not an error for a stack output
+    open_writer(tmp_path / "y.tif", video=VideoOptions(color_primaries="bt709")).abort()
+    with pytest.raises(ParameterError, match="not both"):
+        open_writer(tmp_path / "z.mkv", video=opts, crf=3)

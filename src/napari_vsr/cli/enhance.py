@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_vsr.engine import enhance, plan_output
     from napari_vsr.enhancers import make_enhancer
     from napari_vsr.host_memory import plan_enhancer_chunk
-    from napari_vsr.io import fps_of_metadata, open_writer, writer_kind
+    from napari_vsr.io import VideoOptions, fps_of_metadata, open_writer, writer_kind
     from napari_vsr.io.color import source_color_tags
     from napari_vsr.io.writer_base import check_not_input, check_target
 
@@ -175,15 +175,17 @@ def run(args: argparse.Namespace) -> int:
             out_path,
             fps=fps_of_metadata(meta),
             overwrite=args.overwrite,
-            codec=args.codec,
-            crf=args.crf,
-            lossless=args.lossless,
-            copy_streams_from=copy_from,
-            frame_times=times,
             metadata=metadata,
-            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-            color_range=None if args.color_range == "auto" else args.color_range,
-            **(source_color_tags(meta) if video_out else {}),
+            video=VideoOptions(
+                codec=args.codec,
+                crf=args.crf,
+                lossless=args.lossless,
+                copy_streams_from=copy_from,
+                frame_times=times,
+                color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+                color_range=None if args.color_range == "auto" else args.color_range,
+                **(source_color_tags(meta) if video_out else {}),
+            ),
         ) as writer:
             out_shape, out_dtype = plan_output(
                 source.shape, source.dtype, enhancer, rgb=getattr(source, "rgb", None)

@@ -60,7 +60,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer, parse_fps, writer_kind
+    from napari_vsr.io import VideoOptions, open_frames, open_writer, parse_fps, writer_kind
 
     out = Path(args.video)
     kind = writer_kind(out)  # an unknown extension is a usage error, before any work
@@ -73,11 +73,13 @@ def run_merge(args: argparse.Namespace) -> int:
             out,
             fps=fps,
             overwrite=args.overwrite,
-            codec=args.codec,
-            crf=args.crf,
-            lossless=args.lossless,
-            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-            color_range=None if args.color_range == "auto" else args.color_range,
+            video=VideoOptions(
+                codec=args.codec,
+                crf=args.crf,
+                lossless=args.lossless,
+                color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+                color_range=None if args.color_range == "auto" else args.color_range,
+            ),
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
