@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_vsr.dtype_range import full_scale
 from napari_vsr.io import is_supported, open_frames
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def layer_data(path: str | os.PathLike) -> LayerData:
     name = Path(os.fspath(path).rstrip("/\\")).name
     kwargs: dict[str, Any] = {"name": name, "rgb": frames.rgb, "metadata": meta}
     if meta.get("kind") == "video" and frames.dtype.kind == "u":
-        kwargs["contrast_limits"] = [0, int(np.iinfo(frames.dtype).max)]
+        kwargs["contrast_limits"] = [0, int(full_scale(frames.dtype))]
     channel_axis = meta.get("channel_axis")
     if channel_axis is None:
         return frames, kwargs, "image"
@@ -81,7 +82,7 @@ def _first_frame_limits(frames, channel_axis: int) -> list[list[float]]:
         plane = np.take(first, k, axis=axis)
         lo, hi = float(np.nanmin(plane)), float(np.nanmax(plane))
         if not hi > lo:
-            top = float(np.iinfo(frames.dtype).max) if frames.dtype.kind == "u" else lo + 1.0
+            top = full_scale(frames.dtype) if frames.dtype.kind == "u" else lo + 1.0
             lo, hi = (0.0, top) if top > lo else (lo, lo + 1.0)
         limits.append([lo, hi])
     return limits

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import ParameterError
-from napari_vsr.io import open_writer
+from napari_vsr.io import VideoOptions, fps_of_metadata, open_writer
 from napari_vsr.io.writer_base import check_not_input
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,15 @@ def _frames(data: Any, meta: dict[str, Any]):
     )
 
 
-def _fps(meta: dict[str, Any]) -> float | None:
-    md = meta.get("metadata") or {}
-    return md.get("fps_fraction") or md.get("fps")
-
-
-def _write(path: str, data: Any, meta: dict[str, Any], **video: Any) -> list[str]:
+def _write(
+    path: str, data: Any, meta: dict[str, Any], video: VideoOptions | None = None
+) -> list[str]:
     frames = _frames(data, meta)
     md = meta.get("metadata") or {}
     check_not_input(path, md.get("source_path"))
-    with open_writer(path, overwrite=True, fps=_fps(meta), metadata=_plain(md), **video) as w:
+    with open_writer(
+        path, overwrite=True, fps=fps_of_metadata(md), metadata=_plain(md), video=video
+    ) as w:
         first = np.asarray(frames[0])
         w.preflight(first.shape, first.dtype, len(frames))
         for i in range(len(frames)):
@@ -62,7 +61,7 @@ def _plain(md: dict[str, Any]) -> dict[str, Any]:
 def write_video(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Save an image layer as mp4/mkv/mov (H.264 CRF 18; see ``napari_vsr.io.video_writer``)."""
     md = meta.get("metadata") or {}
-    extra: dict[str, Any] = {}
+    video = None
     src = md.get("source_path")
     n = data.shape[0] if len(data.shape) == (4 if meta.get("rgb") else 3) else 1
     if (
@@ -72,10 +71,9 @@ def write_video(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         and Path(src).is_file()
         and (md.get("n_frames") == n)
     ):
-        extra["copy_streams_from"] = src
-        if hasattr(data, "frame_times"):
-            extra["frame_times"] = data.frame_times()
-    return _write(path, data, meta, **extra)
+        times = data.frame_times() if hasattr(data, "frame_times") else None
+        video = VideoOptions(copy_streams_from=src, frame_times=times)
+    return _write(path, data, meta, video)
 
 
 def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

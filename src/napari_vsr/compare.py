@@ -19,12 +19,14 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from napari_vsr.dtype_range import dtype_range, full_scale
 from napari_vsr.errors import ParameterError, UnsupportedDtypeError
+from napari_vsr.jobs.progress import CancelToken, ProgressCallback, RateClock
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +35,17 @@ _CV2_INTERP = {"nearest": cv2.INTER_NEAREST, "bicubic": cv2.INTER_CUBIC}
 
 
 # --- helpers --------------------------------------------------------------------------------
-def dtype_range(dtype: np.dtype | type) -> float:
-    """Nominal value range of a dtype: 255 for uint8, 65535 for uint16, 1.0 for floats."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        return float(np.iinfo(dtype).max)
-    if dtype.kind == "f":
-        return 1.0
-    raise UnsupportedDtypeError(
-        f"dtype {dtype} is not supported for comparison; expected uint8, uint16 or float"
-    )
-
-
 def _check_frame(image: np.ndarray, name: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ParameterError(
             f"{name}: expected one frame of shape (H, W) or (H, W, C), got shape {image.shape}"
         )
-    dtype_range(image.dtype)
+    if image.dtype.kind not in "uif":
+        raise UnsupportedDtypeError(
+            f"{name}: dtype {image.dtype} is not supported for comparison; "
+            "expected uint8, uint16 or float"
+        )
     return image
 
 
@@ -98,8 +92,8 @@ def resize_frame(
         if channels == 1:
             out = out[..., None]
     if image.dtype.kind in "ui":
-        info = np.iinfo(image.dtype)
-        out = np.clip(out, info.min, info.max)
+        lo, hi = dtype_range(image.dtype)
+        out = np.clip(out, int(lo), int(hi))
     return out.astype(image.dtype, copy=False)
 
 
@@ -134,7 +128,7 @@ def _resolve_range(a: np.ndarray, b: np.ndarray, data_range: float | None) -> fl
         if not data_range > 0:
             raise ParameterError(f"data_range must be > 0, got {data_range}")
         return float(data_range)
-    ra, rb = dtype_range(a.dtype), dtype_range(b.dtype)
+    ra, rb = full_scale(a.dtype), full_scale(b.dtype)
     if ra != rb:
         raise ParameterError(
             f"frames have dtypes {a.dtype} and {b.dtype} with different ranges; "
@@ -268,7 +262,7 @@ def metrics_to_csv(rows: Iterable[FrameMetrics], path: str | os.PathLike) -> Non
 
 # --- wipe -----------------------------------------------------------------------------------
 def _line_value(dtype: np.dtype) -> float:
-    return dtype_range(dtype)
+    return full_scale(dtype)
 
 
 def wipe_composite(
@@ -452,8 +446,8 @@ def export_comparison_video(
     interpolation: Interpolation = "nearest",
     overwrite: bool = False,
     crf: int | None = None,
-    progress: Callable[[int, int], Any] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> int:
     """Write the sliding-wipe comparison video to ``path`` through :func:`napari_vsr.io.open_writer`.
 
@@ -470,10 +464,11 @@ def export_comparison_video(
         Replace an existing ``path``; otherwise :class:`~napari_vsr.errors.OutputExistsError`.
     crf : int, optional
         Encoder quality passed to the writer.
-    progress : callable(done, total), optional
-        Called after each written frame.
-    cancel : callable returning bool, optional
-        Checked before each frame; on True the partial output is discarded and
+    progress : ProgressCallback, optional
+        Receives a :class:`~napari_vsr.jobs.progress.Progress` (unit "frames", ``total`` the
+        length of the video) after each written frame.
+    cancel : CancelToken, optional
+        Checked before each frame; when set the partial output is discarded and
         :class:`~napari_vsr.errors.Cancelled` is raised.
 
     Returns
@@ -481,28 +476,28 @@ def export_comparison_video(
     int
         Number of frames written.
     """
-    from napari_vsr.errors import Cancelled
-    from napari_vsr.io import open_writer
+    from napari_vsr.io import VideoOptions, open_writer
 
     n = min(len(left), len(right))
-    writer = open_writer(path, fps=fps, overwrite=overwrite, crf=crf)
+    writer = open_writer(path, fps=fps, overwrite=overwrite,
+                         video=VideoOptions(crf=crf) if crf is not None else None)
     written = 0
     with writer:
         frames = comparison_frames(left, right, start_frame=start_frame,
                                    pause_frame=pause_frame, pause_length=pause_length,
                                    slide_step=slide_step, line_width=line_width,
                                    interpolation=interpolation)
-        total = None
+        clock = None
         for frame in frames:
-            if cancel is not None and cancel():
-                raise Cancelled()
-            if total is None:
-                total = len(wipe_timeline(n, frame.shape[1], start_frame=start_frame,
-                                          pause_frame=pause_frame, pause_length=pause_length,
-                                          slide_step=slide_step, line_width=line_width))
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if clock is None:
+                clock = RateClock(len(wipe_timeline(
+                    n, frame.shape[1], start_frame=start_frame, pause_frame=pause_frame,
+                    pause_length=pause_length, slide_step=slide_step, line_width=line_width)))
             writer.write(frame)
             written += 1
             if progress is not None:
-                progress(written, total)
+                progress(clock.progress(written))
     log.info("comparison video %s: %d frames at %s fps", os.fspath(path), written, fps)
     return written

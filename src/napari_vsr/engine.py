@@ -45,6 +45,9 @@ import cv2
 import numpy as np
 
 from napari_vsr.device import is_out_of_memory, memory_kind, release_memory
+from napari_vsr.dtype_range import from_float01 as _from_float01
+from napari_vsr.dtype_range import saturate
+from napari_vsr.dtype_range import to_float01 as _to_float01
 from napari_vsr.enhancer import Enhancer
 from napari_vsr.errors import DeviceError, ParameterError, UnsupportedDtypeError
 from napari_vsr.jobs.progress import CancelToken, Progress, format_progress  # noqa: F401 (re-exported)
@@ -156,19 +159,6 @@ def _check_rgb01_dtype(dtype: np.dtype) -> None:
             f"expected uint8, uint16 or float frames for a network enhancer, got {dtype}; "
             "convert the data first (e.g. rescale to float32 in [0, 1])"
         )
-
-
-def _to_float01(x: np.ndarray) -> np.ndarray:
-    if x.dtype.kind == "u":
-        return x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)
-    return x.astype(np.float32, copy=False)
-
-
-def _from_float01(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype.kind == "u":
-        top = np.iinfo(dtype).max
-        return np.rint(np.clip(x, 0.0, 1.0) * top).astype(dtype)
-    return x.astype(dtype, copy=False)
 
 
 def _to_rgb(seq: np.ndarray, channels: int) -> np.ndarray:
@@ -365,12 +355,7 @@ class _Runner:
                     acc[region] += out.astype(np.float32) * wgt[None]
                 weight[region[1:]] += wgt
         acc /= weight[None, :, :, None] if acc.ndim == 4 else weight[None]
-        if seq.dtype == np.float32:
-            return acc
-        if seq.dtype.kind in "ui":
-            info = np.iinfo(seq.dtype)
-            return np.clip(np.rint(acc), info.min, info.max).astype(seq.dtype)
-        return acc.astype(seq.dtype)
+        return saturate(acc, seq.dtype, overwrite=True)
 
 
 class _ChunkReader:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from napari_vsr.device import choose_device, choose_dtype, precision_name, release_memory
 from napari_vsr.enhancer import Enhancer
 from napari_vsr.errors import ParameterError
+from napari_vsr.jobs.progress import CancelToken, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,11 @@ class RealBasicVSREnhancer(Enhancer):
         on tensor cores).
     compile : bool
         Compile the heavy sub-networks with ``torch.compile`` (experimental; first chunk is slow).
-    download_progress : callable, optional
-        ``download_progress(done_bytes, total_bytes_or_None)`` if the checkpoint is downloaded.
+    progress : ProgressCallback, optional
+        Receives :class:`~napari_vsr.jobs.progress.Progress` records (stage "downloading
+        weights", unit "bytes") if the checkpoint is downloaded.
+    cancel : CancelToken, optional
+        Stops that download (:class:`~napari_vsr.errors.Cancelled`).
 
     Notes
     -----
@@ -76,7 +79,8 @@ class RealBasicVSREnhancer(Enhancer):
         precision: str = "auto",
         channels_last: bool = True,
         compile: bool = False,
-        download_progress: Callable[[int, int | None], None] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
     ):
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
@@ -86,7 +90,7 @@ class RealBasicVSREnhancer(Enhancer):
         self.fused = False
         self._weights = weights
         self._net = None
-        self._load(download_progress)
+        self._load(progress, cancel)
         self.weights_path: str | None = self._net.weights_path
         self.weights_sha256: str | None = self._net.weights_sha256
 
@@ -95,11 +99,12 @@ class RealBasicVSREnhancer(Enhancer):
         """``"fp32"``, ``"fp16"`` or ``"bf16"``."""
         return precision_name(self.dtype)
 
-    def _load(self, download_progress=None) -> None:
+    def _load(self, progress=None, cancel=None) -> None:
         from napari_vsr.models import load_realbasicvsr
 
         net = load_realbasicvsr(
-            self._weights, device=self.device, dtype=self.dtype, progress=download_progress
+            self._weights, device=self.device, dtype=self.dtype, progress=progress,
+            cancel=cancel,
         )
         net.eval()
         if self.channels_last:
@@ -202,7 +207,8 @@ def make_enhancer(
     precision: str = "auto",
     channels_last: bool = True,
     compile: bool = False,
-    download_progress: Callable[[int, int | None], None] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
     frame_size: tuple[int, int] | None = None,
 ) -> Enhancer:
     """Build the enhancer for a method.
@@ -214,7 +220,7 @@ def make_enhancer(
         Classic only: a named pipeline (default "seed" when neither preset nor recipe is given).
     recipe : path-like, optional
         Classic only: a pipeline saved as JSON or YAML.
-    weights, device, precision, channels_last, compile, download_progress
+    weights, device, precision, channels_last, compile, progress, cancel
         RealBasicVSR only; see :class:`RealBasicVSREnhancer`.
     frame_size : (int, int), optional
         Classic only: the input ``(height, width)``; a recipe whose frames would grow past
@@ -240,7 +246,8 @@ def make_enhancer(
             precision=precision,
             channels_last=channels_last,
             compile=compile,
-            download_progress=download_progress,
+            progress=progress,
+            cancel=cancel,
         )
     if key == "classic":
         if weights is not None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from napari_vsr import compare
-from napari_vsr.errors import ParameterError
+from napari_vsr.errors import Cancelled, ParameterError
+from napari_vsr.jobs.progress import CancelToken, Progress
 
 
 # --- PSNR / SSIM against values known in closed form -----------------------------------------
@@ -168,13 +169,35 @@ def test_export_comparison_video_round_trip(tmp_path, rng):
     seen = []
     n = compare.export_comparison_video(
         small_left, right, out, fps=12.5, start_frame=1, pause_frame=2, pause_length=3,
-        slide_step=8, line_width=2, progress=lambda d, tot: seen.append((d, tot)))
+        slide_step=8, line_width=2, progress=seen.append)
     expected = len(compare.wipe_timeline(t, w, start_frame=1, pause_frame=2, pause_length=3,
                                          slide_step=8, line_width=2))
-    assert n == expected and seen[-1] == (n, n)
+    assert n == expected and len(seen) == n
+    assert all(isinstance(p, Progress) and p.unit == "frames" for p in seen)
+    assert [p.done for p in seen] == list(range(1, n + 1)) and {p.total for p in seen} == {n}
     with io.open_frames(out) as video:
         assert video.shape[0] == expected
         assert video.shape[1:3] == (h, w)
         assert video.metadata["fps"] == pytest.approx(12.5)
     with pytest.raises(FileExistsError):
         compare.export_comparison_video(small_left, right, out)
+
+
+def test_export_comparison_video_honours_a_cancel_token(tmp_path):
+    pytest.importorskip("napari_vsr.io", reason="I/O part not available yet")
+    left = np.zeros((6, 16, 16, 3), np.uint8)
+    right = np.full((6, 16, 16, 3), 200, np.uint8)
+    token = CancelToken()
+    seen = []
+
+    def progress(p):
+        seen.append(p)
+        if p.done == 2:
+            token.cancel()
+
+    out = tmp_path / "cmp.mp4"
+    with pytest.raises(Cancelled):
+        compare.export_comparison_video(left, right, out, slide_step=4, progress=progress,
+                                        cancel=token)
+    assert [p.done for p in seen] == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing partial left behind

@@ -247,6 +247,21 @@ def test_split_and_merge_round_trip(tmp_path):
     )
 
 
+@pytest.mark.parametrize("fps", ["29.97", "30000/1001"])
+def test_merge_fps_decimal_means_ntsc(tmp_path, fps, capsys):
+    """``--fps 29.97`` is 30000/1001 (the one parser), not 2997/100."""
+    src = clips.make_video(tmp_path / "in.mp4", 3, fps="30000/1001")
+    assert main(["split", str(src), str(tmp_path / "frames"), "-q"]) == 0
+    out = tmp_path / "back.mkv"
+    assert main(["merge", str(tmp_path / "frames"), str(out), "--fps", fps, "-q"]) == 0
+    with open_frames(out) as back:
+        assert Fraction(back.metadata["fps_fraction"]) == Fraction(30000, 1001)
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "frames"), str(tmp_path / "x.mp4"), "--fps", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "--fps" in err and "'fast'" in err
+
+
 def test_signal_handlers_are_restored_after_main(tmp_path):
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     src = clips.make_video(tmp_path / "in.mp4", 2)

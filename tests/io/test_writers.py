@@ -13,7 +13,7 @@ from napari_vsr.errors import (
     UnsupportedDtypeError,
     WriteError,
 )
-from napari_vsr.io import open_frames, open_writer, parse_fps, write_frames_to, writer_kind
+from napari_vsr.io import open_frames, open_writer, write_frames_to, writer_kind
 
 
 @pytest.fixture
@@ -112,17 +112,6 @@ def test_fps_is_kept_exactly(tmp_path, clip, fps, fraction, ext):
         np.testing.assert_allclose(
             np.diff(v.frame_times()), float(1 / Fraction(fraction)), atol=1.1e-3
         )
-
-
-def test_parse_fps():
-    assert parse_fps(12.5) == Fraction(25, 2)
-    assert parse_fps("29.97") == Fraction(30000, 1001)
-    assert parse_fps(23.976) == Fraction(24000, 1001)
-    assert parse_fps(30) == 30 and parse_fps(30.0) == 30
-    assert parse_fps("60000/1001") == Fraction(60000, 1001)
-    for bad in (0, -5, "fast", None):
-        with pytest.raises(ParameterError):
-            parse_fps(bad)
 
 
 def test_frame_times_keep_variable_frame_rate(tmp_path, clip, vfr_times):
@@ -340,3 +329,23 @@ def test_dropped_writer_removes_its_temp_file(tmp_path, clip):
     del w
     gc.collect()
     assert not temp.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_video_options_travel_as_one_record(tmp_path):
+    from napari_vsr.io import VideoOptions
+
+    opts = VideoOptions(codec="ffv1", color_range="full")
+    with pytest.raises(AttributeError):
+        opts.codec = "h264"  # frozen
+    frames = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (3, 32, 1, 3))[:, :, :64]
+    with open_writer(tmp_path / "v.mkv", fps="30000/1001", video=opts) as w:
+        for f in frames:
+            w.write(f)
+    with open_frames(tmp_path / "v.mkv") as v:
+        assert len(v) == 3 and v.metadata["fps_fraction"] == "30000/1001"
+    with pytest.raises(ParameterError, match="crf, lossless only apply to video"):
+        open_writer(tmp_path / "x.tif", video=VideoOptions(crf=10, lossless=True))
+    # colour tags describe a source: not an error for a stack output
+    open_writer(tmp_path / "y.tif", video=VideoOptions(color_primaries="bt709")).abort()
+    with pytest.raises(ParameterError, match="not both"):
+        open_writer(tmp_path / "z.mkv", video=opts, crf=3)

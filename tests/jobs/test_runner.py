@@ -11,7 +11,7 @@ import tifffile
 from napari_vsr.engine import enhance
 from napari_vsr.enhancers import make_enhancer
 from napari_vsr.errors import ParameterError
-from napari_vsr.io import open_frames
+from napari_vsr.io import VideoOptions, open_frames
 from napari_vsr.jobs.metadata import result_fps, result_layer, result_metadata
 from napari_vsr.jobs.request import EngineOptions, JobRequest, MethodOptions
 from napari_vsr.jobs.runner import (
@@ -124,7 +124,7 @@ def test_resume_refuses_another_command(tmp_path, sample_frames_dir):
 def test_failure_before_any_segment_leaves_nothing(tmp_path, sample_frames_dir):
     out = tmp_path / "out.mp4"
     req = JobRequest(source=sample_frames_dir, output=out, method=CLASSIC,
-                     video={"crf": 900})
+                     video=VideoOptions(crf=900))
     with pytest.raises(ParameterError):
         run(req)
     assert list(tmp_path.iterdir()) == []

@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from napari_vsr.errors import (
+    Cancelled,
     ChecksumMismatchError,
     ParameterError,
     WeightsDownloadError,
     WeightsNotFoundError,
 )
+from napari_vsr.jobs.progress import CancelToken, Progress, format_progress
 from napari_vsr.models import load_realbasicvsr
 from napari_vsr.models import weights as wm
 
@@ -119,17 +121,51 @@ def test_fetch_success_with_progress(server, payload, monkeypatch):
     server.files["/w.bin"] = payload
     entry = _register(monkeypatch, "tiny", server.url + "/w.bin", payload)
     monkeypatch.setattr(wm, "_CHUNK", 64 * 1024)
-    calls = []
-    path = wm.fetch("tiny", progress=lambda d, t: calls.append((d, t)))
+    records: list[Progress] = []
+    path = wm.fetch("tiny", progress=records.append)
     assert path == wm.cache_dir() / entry.filename
     assert path.read_bytes() == payload
     assert _cache_files() == [entry.filename]  # no .part left
-    assert calls[0] == (0, len(payload)) and calls[-1] == (len(payload), len(payload))
-    assert len(calls) >= 3 and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert all(isinstance(p, Progress) for p in records)
+    assert {(p.stage, p.unit, p.total) for p in records} == {
+        ("downloading weights", "bytes", len(payload))
+    }
+    calls = [p.done for p in records]
+    assert calls[0] == 0 and calls[-1] == len(payload)
+    # several records before the end, in order
+    assert len([d for d in calls if 0 < d < len(payload)]) >= 2 and calls == sorted(calls)
+    assert format_progress(records[-1]).startswith("downloading weights: 0.3 MB")
     # now cached: no second request, and resolution finds it
     assert wm.fetch("tiny") == path
     assert wm.resolve_weights(name="tiny", download=False) == path
     assert server.hits == ["/w.bin"]
+
+
+def test_fetch_cancelled_mid_download_leaves_nothing(server, payload, monkeypatch):
+    server.files["/w.bin"] = payload
+    _register(monkeypatch, "tiny", server.url + "/w.bin", payload)
+    monkeypatch.setattr(wm, "_CHUNK", 16 * 1024)
+    token = CancelToken()
+    seen: list[int] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p.done)
+        if p.done >= 32 * 1024:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        wm.fetch("tiny", progress=progress, cancel=token)
+    # stopped at the next block read, half way, with nothing in the cache (no .part either)
+    assert 32 * 1024 <= seen[-1] < len(payload)
+    folder = wm.cache_dir()
+    assert (sorted(os.listdir(folder)) if folder.exists() else []) == []
+    assert wm.cached_path("tiny") is None
+    # a token cancelled before the start: nothing is kept
+    with pytest.raises(Cancelled):
+        wm.resolve_weights(name="tiny", cancel=token)
+    assert (sorted(os.listdir(folder)) if folder.exists() else []) == []
+    # and a fresh token downloads it
+    assert wm.fetch("tiny", cancel=CancelToken()).read_bytes() == payload
 
 
 def test_stale_part_files_are_cleaned_up(server, payload, monkeypatch):

@@ -43,6 +43,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from napari_vsr.dtype_range import full_scale, saturate  # noqa: F401 (full_scale re-exported)
 from napari_vsr.errors import ParameterError, UnsupportedDtypeError
 
 #: the dtypes every operator supports
@@ -51,22 +52,6 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (
     np.dtype(np.uint16),
     np.dtype(np.float32),
 )
-
-
-def full_scale(dtype: np.dtype | type) -> float:
-    """The value that stands for "white": 255, 65535 or 1.0.
-
-    Parameters
-    ----------
-    dtype : numpy dtype
-        One of :data:`SUPPORTED_DTYPES`.
-    """
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    return 1.0
 
 
 def check_dtype(image: np.ndarray, op: str) -> np.dtype:
@@ -80,29 +65,9 @@ def check_dtype(image: np.ndarray, op: str) -> np.dtype:
     return dtype
 
 
-def cast_like(values: np.ndarray, dtype: np.dtype, *, overwrite: bool = False) -> np.ndarray:
-    """Convert float results to ``dtype`` following the policy.
-
-    Parameters
-    ----------
-    values : ndarray, any shape, float
-        Results in the units of ``dtype``.
-    dtype : numpy dtype
-        Target: integer dtypes are rounded half to even and saturated; float32 is only cast.
-    overwrite : bool
-        Whether ``values`` (a temporary of the caller) may be used as scratch space.
-
-    Returns
-    -------
-    ndarray, same shape, ``dtype``
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return values.astype(dtype, copy=False)
-    info = np.iinfo(dtype)
-    out = np.rint(values, out=values) if overwrite else np.rint(values)
-    np.clip(out, info.min, info.max, out=out)
-    return out.astype(dtype)
+#: convert float results to a dtype following the policy (integers rounded half to even and
+#: saturated, float32 only cast); the project-wide :func:`napari_vsr.dtype_range.saturate`
+cast_like = saturate
 
 
 def to_channels_last(

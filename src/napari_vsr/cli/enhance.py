@@ -9,86 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
+from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.errors import ParameterError
-from napari_vsr.jobs.progress import format_progress
 
 if TYPE_CHECKING:  # the engine (and PyTorch) load only when a run starts, not for every command
-    from napari_vsr.engine import Progress
+    pass
 
 log = logging.getLogger(__name__)
-
-
-class ProgressBar:
-    """A plain-text progress bar on a stream (stderr): frames, percent, fps and ETA.
-
-    On a terminal the line is redrawn in place; otherwise a line is written at most every
-    ``interval_s`` seconds and at the end, so logs stay short.
-    """
-
-    def __init__(
-        self, label: str, *, stream: TextIO | None = None, width: int = 24, interval_s: float = 5.0
-    ):
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.interval_s = interval_s
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -1e9
-        self._shown = False
-
-    def __call__(self, p: Progress) -> None:
-        if p.message:
-            self._write(f"{self.label}: {p.message}", newline=True)
-        now = time.monotonic()
-        if p.total is None or p.unit != "frames":  # loading, downloading weights
-            if p.done and (self.tty or now - self._last >= self.interval_s):
-                self._last = now
-                self._write(f"{self.label}: {format_progress(p)}", newline=not self.tty)
-            return
-        final = p.done >= p.total
-        if not (self.tty or final or now - self._last >= self.interval_s):
-            return
-        self._last = now
-        frac = p.done / p.total if p.total else 1.0
-        fill = int(round(frac * self.width))
-        bar = "#" * fill + "." * (self.width - fill)
-        eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
-        fps = f"{p.fps:.2f} fps" if p.fps else "-- fps"
-        line = f"{self.label} [{bar}] {p.done}/{p.total} {frac:4.0%} {fps} ETA {eta}"
-        if p.stage != "enhancing":
-            line = f"{self.label} ({p.stage}) [{bar}] {p.done}/{p.total} {frac:4.0%}"
-        elif p.segments_total:
-            line += f" (segment {p.segments_done}/{p.segments_total})"
-        self._write(line, newline=not self.tty or final)
-
-    def _write(self, line: str, *, newline: bool) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line + ("\n" if newline else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self._shown = not newline
-
-    def finish(self) -> None:
-        """End a half-drawn terminal line (after an error or interrupt)."""
-        if self._shown and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = False
-
-
-def _clock(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
-    return (
-        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-        if s >= 3600
-        else f"{s // 60:02d}:{s % 60:02d}"
-    )
 
 
 def parse_frame_range(text: str | None) -> tuple[int | None, int | None] | None:
@@ -140,27 +70,18 @@ def _replaced_line(indices: list[int], *, most: int = 10) -> str:
     return f"replaced {len(indices)} undecodable {word} ({shown}) by the previous frame"
 
 
-def source_fps(meta: dict):
-    text = meta.get("fps_fraction")
-    if text:
-        try:
-            return Fraction(text)
-        except (ValueError, ZeroDivisionError):
-            pass
-    return meta.get("fps")
-
-
 def job_request(args: argparse.Namespace):
     """The :class:`~napari_vsr.jobs.request.JobRequest` of an ``enhance`` command line."""
+    from napari_vsr.io.video_options import VideoOptions
     from napari_vsr.jobs.request import EngineOptions, JobRequest, MethodOptions
 
-    video = {
-        "codec": args.codec,
-        "crf": args.crf,
-        "lossless": args.lossless,
-        "color_matrix": None if args.color_matrix == "auto" else args.color_matrix,
-        "color_range": None if args.color_range == "auto" else args.color_range,
-    }
+    video = VideoOptions(
+        codec=args.codec,
+        crf=args.crf,
+        lossless=args.lossless,
+        color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+        color_range=None if args.color_range == "auto" else args.color_range,
+    )
     return JobRequest(
         source=args.input,
         output=args.output,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-from napari_vsr.cli.enhance import ProgressBar, add_color_options, source_fps
-from napari_vsr.errors import OutputExistsError, ParameterError
+from napari_vsr.cli.enhance import add_color_options
+from napari_vsr.cli.progress import ProgressBar
+from napari_vsr.errors import OutputExistsError
+from napari_vsr.jobs.progress import RateClock
 
 
 def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> None:
@@ -25,19 +26,18 @@ def _check_output(out: Path, source: str, *, overwrite: bool, folder: bool) -> N
 
 
 def _copy(source, writer, bar: ProgressBar | None, *, batch: int = 16) -> int:
-    from napari_vsr.engine import Progress  # lazily: the engine loads PyTorch
-
     n = int(source.shape[0])
+    clock = RateClock(n)
     for lo in range(0, n, batch):
         for frame in source[lo : min(n, lo + batch)]:
             writer.write(frame)
         if bar is not None:
-            bar(Progress(min(n, lo + batch), n, 0.0, 0.0, None))
+            bar(clock.progress(min(n, lo + batch)))
     return n
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer
+    from napari_vsr.io import fps_of_metadata, open_frames, open_writer
 
     out = Path(args.dir)
     _check_output(out, args.video, overwrite=args.overwrite, folder=True)
@@ -47,7 +47,7 @@ def run_split(args: argparse.Namespace) -> int:
         # a trailing separator makes the target a folder of frames whatever its name
         target = os.fspath(out) + os.sep
         with open_writer(
-            target, overwrite=args.overwrite, fps=source_fps(source.metadata)
+            target, overwrite=args.overwrite, fps=fps_of_metadata(source.metadata)
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)
@@ -59,25 +59,13 @@ def run_split(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_fps(text: str) -> Fraction:
-    try:
-        fps = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise ParameterError(
-            f"--fps: expected a number or a fraction like 30000/1001, got {text!r}"
-        ) from None
-    if fps <= 0:
-        raise ParameterError(f"--fps: expected a positive rate, got {text!r}")
-    return fps.limit_denominator(1001) if fps.denominator > 1001 else fps
-
-
 def run_merge(args: argparse.Namespace) -> int:
-    from napari_vsr.io import open_frames, open_writer, writer_kind
+    from napari_vsr.io import VideoOptions, open_frames, open_writer, parse_fps, writer_kind
 
     out = Path(args.video)
     kind = writer_kind(out)  # an unknown extension is a usage error, before any work
     _check_output(out, args.dir, overwrite=args.overwrite, folder=kind in ("frames", "zarr"))
-    fps = _parse_fps(args.fps)
+    fps = parse_fps(args.fps, option="--fps")
     source = open_frames(args.dir)
     bar = None if args.quiet else ProgressBar("merge")
     try:
@@ -85,11 +73,13 @@ def run_merge(args: argparse.Namespace) -> int:
             out,
             fps=fps,
             overwrite=args.overwrite,
-            codec=args.codec,
-            crf=args.crf,
-            lossless=args.lossless,
-            color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-            color_range=None if args.color_range == "auto" else args.color_range,
+            video=VideoOptions(
+                codec=args.codec,
+                crf=args.crf,
+                lossless=args.lossless,
+                color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+                color_range=None if args.color_range == "auto" else args.color_range,
+            ),
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)

@@ -4,38 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 
+from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.models import weights as wm
-
-
-class _ByteProgress:
-    """A one-line download progress display on stderr (redrawn at most 10 times a second)."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.last = 0.0
-        self.shown = False
-
-    def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.1 and done != total:
-            return
-        self.last = now
-        mb = done / 1e6
-        if total:
-            text = f"\rdownloading {mb:7.1f} / {total / 1e6:.1f} MB ({100 * done / total:3.0f}%)"
-        else:
-            text = f"\rdownloading {mb:7.1f} MB"
-        self.stream.write(text)
-        self.stream.flush()
-        self.shown = True
-
-    def finish(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _path(args: argparse.Namespace) -> int:
@@ -44,7 +16,7 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    bar = None if args.quiet or not sys.stderr.isatty() else _ByteProgress()
+    bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar("fetch")
     try:
         path = wm.fetch(args.name, progress=bar)
     finally:

@@ -53,6 +53,7 @@ import numpy as np
 
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
 from napari_vsr.io import color
+from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.writer_base import Writer, temp_path_beside
 
 log = logging.getLogger(__name__)
@@ -118,37 +119,6 @@ _YUV_PREFERENCE = {
 _VFR_TIME_BASE = Fraction(1, 90000)
 #: the frame sizes DV can hold (width, height)
 DV_SIZES = frozenset({(720, 480), (720, 576), (960, 720), (1280, 1080), (1440, 1080), (1920, 1080)})
-
-
-def parse_fps(fps: float | int | str | Fraction) -> Fraction:
-    """An exact frame rate from a float, int, Fraction or "num/den" string.
-
-    Floats (and decimal strings) within 0.002 of ``n * 1000 / 1001`` become that NTSC rate;
-    other values are kept exactly (12.5 -> 25/2).
-
-    Raises
-    ------
-    ParameterError
-        Not a positive number.
-    """
-    try:
-        if isinstance(fps, Fraction):
-            rate = fps
-        elif isinstance(fps, str) and "/" in fps:
-            rate = Fraction(fps.strip())
-        else:
-            value = float(fps)
-            rate = Fraction(str(value)) if isinstance(fps, (str, float)) else Fraction(fps)
-            k = round(value * 1.001)
-            ntsc = Fraction(k * 1000, 1001)
-            if k > 0 and rate != k and abs(value - float(ntsc)) < 0.002:
-                rate = ntsc
-            rate = rate.limit_denominator(1_000_000)
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ParameterError(f"fps must be a positive number or 'num/den', got {fps!r}") from exc
-    if rate <= 0:
-        raise ParameterError(f"fps must be positive, got {fps!r}")
-    return rate
 
 
 def _to_uint8(frame: np.ndarray) -> np.ndarray:

@@ -538,8 +538,8 @@ class Writer(abc.ABC):
             self._frame_shape, self._dtype = arr.shape, arr.dtype
         elif arr.shape != self._frame_shape or arr.dtype != self._dtype:
             raise WriteError(
-                f"frame {self.frames_written} is {arr.shape} {arr.dtype} but the first frame was "
-                f"{self._frame_shape} {self._dtype}; all frames must match",
+                f"frame {self.frames_written} is {arr.shape} {arr.dtype}, expected "
+                f"{self._frame_shape} {self._dtype} like the first frame; all frames must match",
                 path=self.path,
             )
         try:

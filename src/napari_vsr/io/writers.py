@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import ParameterError
+from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.stack_writers import PngFolderWriter, TiffStackWriter
-from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter, parse_fps
+from napari_vsr.io.video_options import VIDEO_OPTION_NAMES, VideoOptions
+from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter
 from napari_vsr.io.writer_base import Writer
 
 FOLDER_SUFFIXES = ("", ".frames")
@@ -67,16 +69,9 @@ def open_writer(
     *,
     fps: float | str | Fraction | None = None,
     overwrite: bool = False,
-    codec: str | None = None,
-    crf: int | None = None,
-    lossless: bool = False,
-    copy_streams_from: str | os.PathLike | None = None,
-    frame_times=None,
     metadata: dict[str, Any] | None = None,
-    color_matrix: str | None = None,
-    color_range: str | None = None,
-    color_primaries: str | None = None,
-    color_transfer: str | None = None,
+    video: VideoOptions | None = None,
+    **video_options: Any,
 ) -> Writer:
     """Open a writer for ``path``, chosen by its extension (see the module notes).
 
@@ -86,16 +81,17 @@ def open_writer(
         Target file or folder.  An existing target raises ``OutputExistsError`` here unless
         ``overwrite``.
     fps : float, Fraction or "num/den", optional
-        Frame rate (exact); stored as metadata by the stack writers.
-    codec, crf, lossless, copy_streams_from, frame_times
-        Video options (see :class:`~napari_vsr.io.video_writer.VideoWriter`); refused with a
-        ``ParameterError`` when given for a non-video target.
-    color_matrix, color_range, color_primaries, color_transfer : str, optional
-        Video colour (see :class:`~napari_vsr.io.video_writer.VideoWriter`; None: automatic);
-        a matrix or range given for a non-video target is refused, primaries and transfer
-        (a source's tags, passed on) are ignored there.
+        Frame rate (exact, read by :func:`~napari_vsr.io.parse_fps`); stored as metadata by the
+        stack writers.
     metadata : dict, optional
         Stored with the output (JSON-serialisable entries).
+    video : VideoOptions, optional
+        Codec, quality, streams to copy, frame times and colour of a video output.  Options
+        other than the colour tags are refused with a ``ParameterError`` for a non-video
+        target.
+    **video_options
+        Shorthand for the fields of :class:`VideoOptions` (``codec=``, ``crf=``, ...), kept for
+        existing callers; not together with ``video``.
 
     Returns
     -------
@@ -104,36 +100,24 @@ def open_writer(
         ``.abort()`` discards; as a context manager it commits on success and aborts on any
         exception, KeyboardInterrupt included.
     """
+    if video_options:
+        unknown = sorted(set(video_options) - set(VIDEO_OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"open_writer() got unexpected keyword arguments {unknown}")
+        if video is not None:
+            raise ParameterError("give video=VideoOptions(...) or its fields, not both")
+        video = VideoOptions(**video_options)
+    video = video or VideoOptions()
     kind = writer_kind(path)
     if kind == "video":
         writer = VideoWriter(
-            path,
-            fps=fps,
-            overwrite=overwrite,
-            codec=codec,
-            crf=crf,
-            lossless=lossless,
-            copy_streams_from=copy_streams_from,
-            frame_times=frame_times,
-            metadata=metadata,
-            color_matrix=color_matrix,
-            color_range=color_range,
-            color_primaries=color_primaries,
-            color_transfer=color_transfer,
+            path, fps=fps, overwrite=overwrite, metadata=metadata, **video.as_kwargs()
         )
         # for the free-space estimate: CRF 18 H.264 of natural video is well under 3 % of the
         # raw RGB bytes; FFV1 and lossless x264 keep about half
-        writer.size_ratio = 0.6 if lossless else 0.03
+        writer.size_ratio = 0.6 if video.lossless else 0.03
         return writer
-    video_only = {
-        "codec": codec,
-        "crf": crf,
-        "copy_streams_from": copy_streams_from,
-        "frame_times": frame_times,
-        "color_matrix": color_matrix,
-        "color_range": color_range,
-    }
-    given = [k for k, v in video_only.items() if v is not None] + (["lossless"] if lossless else [])
+    given = video.given_for_other_outputs()
     if given:
         raise ParameterError(f"{path}: {', '.join(given)} only apply to video outputs")
     rate = float(parse_fps(fps)) if fps is not None else None

@@ -34,13 +34,12 @@ from napari_vsr.errors import (
     WriteError,
 )
 from napari_vsr.io.writer_base import (
+    Writer,
     check_target,
     check_writable,
-    commit_beside,
     estimate_output_bytes,
     make_parents,
     remove_created,
-    sweep_partials,
     temp_path_beside,
     translate_os_error,
     warn_if_short_of_space,
@@ -89,8 +88,12 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-class ZarrWriter:
+class ZarrWriter(Writer):
     """Append frames to a new zarr array, committed atomically on :meth:`close`.
+
+    A :class:`~napari_vsr.io.writer_base.Writer`: the partial store beside the target, the
+    marker, the atomic commit, :meth:`abort`, the sweep of killed runs' partials and
+    :meth:`preflight` are the base class's.
 
     Parameters
     ----------
@@ -106,66 +109,44 @@ class ZarrWriter:
     -----
     The array is created on the first frame with shape (0, *frame.shape), the frame's dtype and
     one frame per chunk, and grows along axis 0.  Every frame must have the first frame's shape
-    and dtype.
+    and dtype (any shape and dtype otherwise: a store holds what the other sinks refuse).  A
+    failed write discards the partial store at once.
     """
+
+    folder_output = True
 
     def __init__(
         self, path: str | os.PathLike, *, overwrite: bool = False, metadata: Mapping | None = None
     ):
-        self.path = Path(path)
-        self.overwrite = overwrite
+        super().__init__(path, overwrite=overwrite)
         self.metadata = dict(metadata or {})
-        self._closed = True  # until the partial store exists
-        self._created: list[Path] = []
-        check_target(self.path, overwrite=overwrite, folder=True)
         self._tmp = temp_path_beside(self.path, keep_suffix=False)
         try:
-            self._created = make_parents(self.path.parent)
-            sweep_partials(self.path)
             self._tmp.mkdir()
             write_marker(self._tmp, "zarr")
         except OSError as exc:
             _rmtree_quiet(self._tmp)
-            remove_created(self._created)
-            raise _translate_zarr_error(exc, self.path, "creating the zarr store") from exc
+            raise self._init_failed(exc, "creating the zarr store") from exc
         self._array = None
-        self._count = 0
-        self._closed = False
-
-    def validate(self, frame_shape: tuple[int, ...], dtype: Any) -> None:
-        """Refuse frames this output cannot hold (a zarr store holds any; no-op)."""
-
-    def preflight(self, frame_shape: tuple[int, ...], dtype: Any, n_frames: int) -> None:
-        """Before any work: the folder is writable, free space suffices (else a logged
-        warning), :meth:`validate` accepts the frames.  See ``Writer.preflight``."""
-        check_writable(self.path.parent, self.path)
-        needed = estimate_output_bytes(tuple(frame_shape), dtype, int(n_frames))
-        warn_if_short_of_space(self.path.parent, needed, self.path)
-        self.validate(tuple(frame_shape), dtype)
 
     @property
     def temp_path(self) -> Path:
         """The partial store, renamed to :attr:`path` on :meth:`close`."""
         return self._tmp
 
-    @property
-    def frames_written(self) -> int:
-        return self._count
-
     def write(self, frame: np.ndarray) -> None:
-        """Append one frame (any shape and dtype, fixed by the first frame)."""
-        if self._closed:
-            raise WriteError("write() after close() or abort()", path=self.path)
-        frame = np.asarray(frame)
-        if self._array is not None and (
-            frame.shape != self._array.shape[1:] or frame.dtype != self._array.dtype
-        ):
+        """Append one frame (any shape and dtype, fixed by the first frame); on failure the
+        partial store is discarded."""
+        try:
+            super().write(frame)
+        except BaseException:
             self.abort()
-            raise WriteError(
-                f"frame {self._count} has shape {frame.shape} {frame.dtype}, expected "
-                f"{self._array.shape[1:]} {self._array.dtype} like the first frame",
-                path=self.path,
-            )
+            raise
+
+    def _check_frame(self, frame: Any) -> np.ndarray:
+        return np.asarray(frame)
+
+    def _write(self, frame: np.ndarray) -> None:
         try:
             if self._array is None:
                 self._array = zarr.open_array(
@@ -177,54 +158,13 @@ class ZarrWriter:
                 )
                 self._array.attrs.update(_jsonable(self.metadata))
                 write_marker(self._tmp, "zarr")  # mode "w" may have cleared the folder
-            self._array.resize((self._count + 1,) + frame.shape)
-            self._array[self._count] = frame
-        except Exception as exc:
-            self.abort()
-            raise _translate_zarr_error(exc, self.path, f"writing frame {self._count}") from exc
-        self._count += 1
-
-    def close(self) -> None:
-        """Finish the store and move it to the target name."""
-        if self._closed:
-            return
-        if self._array is None:
-            self.abort()
-            raise WriteError("no frames were written; nothing to save", path=self.path)
-        try:
-            commit_beside(self._tmp, self.path, overwrite=self.overwrite, folder=True)
-        except (OSError, VsrError) as exc:
-            self.abort()
-            error = _translate_zarr_error(exc, self.path, "moving the finished store into place")
-            if error is exc:
-                raise
-            raise error from exc
-        self._closed = True
-        log.info("wrote %d frames to %s", self._count, self.path)
-
-    def abort(self) -> None:
-        """Drop everything written so far; the target is left untouched."""
-        if self._closed:
-            return
-        self._closed = True
-        _rmtree_quiet(self._tmp)
-        remove_created(self._created)
-
-    def __del__(self):  # a writer dropped without close() leaves no partial store behind
-        try:
-            if not self._closed:
-                self.abort()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    def __enter__(self) -> ZarrWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+            n = self.frames_written
+            self._array.resize((n + 1,) + frame.shape)
+            self._array[n] = frame
+        except (OSError, VsrError):
+            raise
+        except Exception as exc:  # zarr and numcodecs raise many types
+            raise _translate_zarr_error(exc, self.path, f"writing frame {self.frames_written}") from exc
 
 
 def _rmtree_quiet(path: Path) -> None:

@@ -63,37 +63,11 @@ class MethodOptions:
         kwargs: dict[str, Any] = {}
         if network:
             kwargs = dict(weights=self.weights, device=self.device, precision=self.precision,
-                          channels_last=self.channels_last, compile=self.compile)
-            if progress is not None or cancel is not None:
-                kwargs.update(_download_kwargs(progress, cancel))
+                          channels_last=self.channels_last, compile=self.compile,
+                          progress=progress, cancel=cancel)
         else:
             kwargs = dict(preset=self.preset, recipe=self.recipe, frame_size=frame_size)
         return make_enhancer(self.method, **kwargs)
-
-
-def _download_kwargs(progress, cancel) -> dict[str, Any]:
-    """How make_enhancer takes download progress and cancel (see its signature)."""
-    import inspect
-
-    from napari_vsr.enhancers import make_enhancer
-
-    params = inspect.signature(make_enhancer).parameters
-    if "progress" in params:
-        return {"progress": progress, "cancel": cancel}
-    if progress is None:
-        return {}
-
-    from napari_vsr.jobs.progress import STAGE_DOWNLOADING, RateClock
-
-    clock = RateClock(None, stage=STAGE_DOWNLOADING, unit="bytes")
-
-    def bytes_progress(done: int, total: int | None) -> None:
-        clock.total = total
-        progress(clock.progress(done))
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-
-    return {"download_progress": bytes_progress}
 
 
 @dataclass(frozen=True)
@@ -150,8 +124,11 @@ class JobRequest:
     scheduler : str, optional
         None or "" runs here; ``"local:N"`` a LocalCluster of N workers; ``"tcp://HOST:PORT"``
         a running Dask scheduler.
-    video : VideoOptions-like mapping, optional
-        Options of a video output (codec, crf, lossless, colour, audio copy).
+    video : VideoOptions, optional
+        Options of a video output (codec, crf, lossless, colour matrix and range); the runner
+        adds the source's colour tags, frame times and audio/subtitle streams.
+    no_audio : bool
+        Do not copy the source's audio and subtitles into a video output.
     skip_bad_frames : bool
         Replace undecodable video frames by the previous one instead of stopping.
     source_name : str, optional
@@ -177,7 +154,7 @@ class JobRequest:
     overwrite: bool = False
     keep_job: bool = False
     scheduler: str | None = None
-    video: dict[str, Any] = field(default_factory=dict)
+    video: Any = None
     no_audio: bool = False
     skip_bad_frames: bool = False
     source_name: str | None = None

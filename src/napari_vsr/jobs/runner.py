@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,29 +258,25 @@ def _jsonable(doc):
 
 def _open_file_writer(request: JobRequest, kind: str, source, fps, start: int, stop: int,
                       metadata: dict):
-    """The output's Writer (video options, stream copy trimmed to the range, frame times)."""
-    from napari_vsr.io import open_writer
+    """The output's Writer: the request's video options plus what the source gives (colour
+    tags, frame times, audio/subtitles trimmed to the frame range)."""
+    from napari_vsr.io import VideoOptions, open_writer
     from napari_vsr.io.color import source_color_tags
 
     meta = source_metadata(source)
-    video = dict(request.video)
-    extra: dict[str, Any] = {}
+    video = request.video or VideoOptions()
     if kind == "video":
-        extra.update(source_color_tags(meta))
+        extra: dict[str, Any] = dict(source_color_tags(meta))
         if hasattr(source, "frame_times"):
             extra["frame_times"] = np.asarray(source.frame_times(), np.float64)[start:stop]
         streams = meta.get("has_audio") or meta.get("has_subtitles")
         if meta.get("kind") == "video" and streams and not request.no_audio:
-            n = int(np.shape(source)[0])
-            if start == 0 and stop == n:
-                extra["copy_streams_from"] = request.source_path
-            else:
-                log.warning("audio/subtitles are not copied when --frames selects part of "
-                            "the video")
+            extra["copy_streams_from"] = request.source_path
+        video = replace(video, **extra)
     writer_meta = {METADATA_KEY: metadata,
                    **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)}}
     return open_writer(request.output, fps=fps, overwrite=request.overwrite,
-                       metadata=writer_meta, **video, **extra)
+                       metadata=writer_meta, video=video)
 
 
 # --- the job ------------------------------------------------------------------------------------
@@ -490,11 +486,9 @@ def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -
 
 
 def _source_fps(source):
-    from napari_vsr.jobs.metadata import result_fps
+    from napari_vsr.io.fps import fps_of_metadata
 
-    meta = source_metadata(source)
-    fps = result_fps({"fps_fraction": meta.get("fps_fraction"), "fps": meta.get("fps")})
-    return fps
+    return fps_of_metadata(source_metadata(source))
 
 
 def _provenance(request: JobRequest, enhancer, described, method, manifest, fps, start, stop,

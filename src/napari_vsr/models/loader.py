@@ -8,6 +8,7 @@ import os
 import torch
 
 from napari_vsr.errors import DeviceError, ParameterError
+from napari_vsr.jobs.progress import CancelToken, ProgressCallback
 from napari_vsr.models.checkpoint import (
     check_architecture,
     check_values,
@@ -15,7 +16,7 @@ from napari_vsr.models.checkpoint import (
     read_checkpoint,
 )
 from napari_vsr.models.realbasicvsr import RealBasicVSRNet
-from napari_vsr.models.weights import ProgressCallback, resolve_weights, sha256_file
+from napari_vsr.models.weights import resolve_weights, sha256_file
 
 __all__ = ["load_realbasicvsr", "parse_dtype"]
 
@@ -53,6 +54,7 @@ def load_realbasicvsr(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> RealBasicVSRNet:
     """Build the released RealBasicVSR x4 network and load its weights.
 
@@ -67,8 +69,11 @@ def load_realbasicvsr(
     dtype : torch.dtype or str, optional
         Parameter dtype: float32 (default, whatever the checkpoint stores), float16 or
         bfloat16; also "fp32", "fp16", "bf16".
-    progress : callable, optional
-        ``progress(done_bytes, total_bytes_or_None)`` if a download happens.
+    progress : ProgressCallback, optional
+        Receives :class:`~napari_vsr.jobs.progress.Progress` records (stage "downloading
+        weights", unit "bytes") if a download happens.
+    cancel : CancelToken, optional
+        Stops such a download (:class:`~napari_vsr.errors.Cancelled`, nothing left cached).
 
     Returns
     -------
@@ -85,7 +90,7 @@ def load_realbasicvsr(
         torch_device = torch.device(device) if device is not None else None
     except (RuntimeError, TypeError) as exc:
         raise ParameterError(f"unknown device {device!r}: {exc}") from None
-    path = resolve_weights(weights, progress=progress)
+    path = resolve_weights(weights, progress=progress, cancel=cancel)
     state = generator_state_dict(read_checkpoint(path), path=path)
     with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
         net = RealBasicVSRNet()

@@ -44,6 +44,7 @@ from napari_vsr.errors import (
     WeightsDownloadError,
     WeightsNotFoundError,
 )
+from napari_vsr.jobs.progress import STAGE_DOWNLOADING, CancelToken, ProgressCallback, RateClock
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -133,8 +134,6 @@ _LIMIT_ENV = {
 #: 30 s without data, 1 hour in all, at least 16 KiB/s over every minute
 DEFAULT_LIMITS = DownloadLimits()
 
-#: ``progress(done_bytes, total_bytes_or_None)``
-ProgressCallback = Callable[[int, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -385,6 +384,7 @@ def resolve_weights(
     name: str = DEFAULT_MODEL,
     download: bool = True,
     progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> Path:
     """Find the checkpoint to use: explicit path, ``$NAPARI_VSR_WEIGHTS``, cache, download.
 
@@ -396,8 +396,11 @@ def resolve_weights(
         Registry entry used for the cache and the download.
     download : bool
         Whether a missing checkpoint may be downloaded.
-    progress : callable, optional
-        ``progress(done_bytes, total_bytes_or_None)`` during a download.
+    progress : ProgressCallback, optional
+        Receives :class:`~napari_vsr.jobs.progress.Progress` records (stage "downloading
+        weights", unit "bytes") during a download.
+    cancel : CancelToken, optional
+        Stops a download (see :func:`fetch`).
 
     Returns
     -------
@@ -437,7 +440,7 @@ def resolve_weights(
             f"download {entry.url} yourself and run `napari-vsr weights import FILE`",
             path=cache_dir() / entry.filename,
         )
-    return fetch(name, progress=progress)
+    return fetch(name, progress=progress, cancel=cancel)
 
 
 def _offline_hint(entry: WeightsEntry) -> str:
@@ -474,11 +477,14 @@ def _download(
     part: Path,
     progress: ProgressCallback | None,
     limits: DownloadLimits = DEFAULT_LIMITS,
+    cancel: CancelToken | None = None,
 ) -> None:
     """Stream ``entry.url`` into ``part``; check size and SHA-256 (the file is left in place).
 
     Reads what arrives (``read1``) so that the deadline and the rate are checked between reads,
-    and never asks for more than one byte past the registry size.
+    and never asks for more than one byte past the registry size.  ``cancel`` is checked before
+    every read (raising :class:`~napari_vsr.errors.Cancelled`); ``progress`` gets a record at
+    the start and after every block.
     """
     request = urllib.request.Request(entry.url, headers={"User-Agent": "napari-vsr"})
     h = hashlib.sha256()
@@ -500,12 +506,18 @@ def _download(
                     f"{entry.url} announces {total:,} bytes but the {entry.name} checkpoint has "
                     f"{entry.size:,}; nothing was downloaded. {_offline_hint(entry)}"
                 )
+            clock = RateClock(total, stage=STAGE_DOWNLOADING, unit="bytes")
             if progress is not None:
-                progress(0, total)
+                progress(clock.progress(0))
             t0 = window_t = time.monotonic()
             window_done = 0
             with open(part, "wb") as out:
-                while chunk := resp.read1(min(_CHUNK, entry.size + 1 - done)):
+                while True:
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    chunk = resp.read1(min(_CHUNK, entry.size + 1 - done))
+                    if not chunk:
+                        break
                     if done == 0 and _looks_like_html(chunk):
                         raise WeightsDownloadError(
                             f"{entry.url} sent an HTML page, not the checkpoint: the link may "
@@ -524,7 +536,7 @@ def _download(
                         raise _translate_cache_error(exc, folder, "downloading") from None
                     h.update(chunk)
                     if progress is not None:
-                        progress(done, total)
+                        progress(clock.progress(done))
                     now = time.monotonic()
                     if now - t0 > limits.deadline_s:
                         raise WeightsDownloadError(
@@ -611,6 +623,7 @@ def fetch(
     name: str = DEFAULT_MODEL,
     *,
     progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
     limits: DownloadLimits | None = None,
 ) -> Path:
     """Download the checkpoint ``name`` into the cache unless it is already there (and still
@@ -620,9 +633,13 @@ def fetch(
     ----------
     name : str
         Registry entry.
-    progress : callable, optional
-        ``progress(done_bytes, total_bytes_or_None)``, called once at the start and after
-        every chunk.
+    progress : ProgressCallback, optional
+        Receives a :class:`~napari_vsr.jobs.progress.Progress` (stage "downloading weights",
+        unit "bytes", ``total`` None without a Content-Length) at the start and after every
+        block read.
+    cancel : CancelToken, optional
+        Checked before every block read; when set the download stops with
+        :class:`~napari_vsr.errors.Cancelled` and nothing is left in the cache.
     limits : DownloadLimits, optional
         Timeout, deadline and minimum rate; default :data:`DEFAULT_LIMITS` with any
         ``$NAPARI_VSR_DOWNLOAD_*`` overrides (:meth:`DownloadLimits.from_env`).
@@ -643,6 +660,8 @@ def fetch(
         was imported and no longer matches.
     WeightsCacheError
         The cache folder is a file, not writable, or out of space.
+    Cancelled
+        ``cancel`` was set during the download.
     """
     cached = cached_path(name)
     if cached is not None:
@@ -651,7 +670,8 @@ def fetch(
     limits = limits or DownloadLimits.from_env()
     log.info("downloading %s from %s", entry.name, entry.url)
     dest = _install(
-        entry, lambda part: _download(entry, part, progress, limits), "downloaded", entry.url
+        entry, lambda part: _download(entry, part, progress, limits, cancel), "downloaded",
+        entry.url,
     )
     log.info("saved %s to %s", entry.name, dest)
     return dest

@@ -77,10 +77,9 @@ class FrameDone:
 
 @dataclass(frozen=True)
 class WeightsProgress:
-    """Yielded while a checkpoint downloads."""
+    """Yielded while a checkpoint downloads (stage "downloading weights", unit "bytes")."""
 
-    done_bytes: int
-    total_bytes: int | None
+    progress: Progress
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def enhancer_label(enhancer) -> str:
     return f"{name} x{enhancer.scale}" if enhancer.scale != 1 else name
 
 
-def _resolve_weights(request: JobRequest, events: list) -> str | None:
+def _resolve_weights(request: JobRequest, events: list, cancel: CancelToken) -> str | None:
     if request.method != "realbasicvsr":
         return None
     if request.weights_mode == "file":
@@ -125,7 +124,9 @@ def _resolve_weights(request: JobRequest, events: list) -> str | None:
     if request.weights_mode == "download":
         from napari_vsr.models import weights as wm
 
-        return os.fspath(wm.fetch(progress=lambda d, t: events.append(WeightsProgress(d, t))))
+        return os.fspath(
+            wm.fetch(progress=lambda p: events.append(WeightsProgress(p)), cancel=cancel)
+        )
     return None
 
 
@@ -141,7 +142,7 @@ def run_job(request: JobRequest, cancel: CancelToken) -> Iterator[Any]:
     enhancer = None
     try:
         events: list = []
-        weights = _resolve_weights(request, events)
+        weights = _resolve_weights(request, events, cancel)
         yield from events
         cancel.raise_if_cancelled()
         enhancer = make_enhancer(

@@ -37,8 +37,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_vsr import compare
-from napari_vsr.engine import CancelToken
 from napari_vsr.errors import Cancelled
+from napari_vsr.jobs.progress import CancelToken, Progress, format_progress
 from napari_vsr.placement import frame_index
 from napari_vsr.widgets._plot import MetricsPlot
 
@@ -86,7 +86,7 @@ class _Picked(Sequence):
 class _Relay(QObject):
     """Carries progress from a worker thread to the main thread (queued signal)."""
 
-    progressed = Signal(int, int)
+    progressed = Signal(object)  # a napari_vsr.jobs.progress.Progress
 
 
 class CompareWidget(QWidget):
@@ -467,7 +467,7 @@ class CompareWidget(QWidget):
                     pause_length=self.pause_len_spin.value(), slide_step=self.step_spin.value(),
                     line_width=self.line_spin.value(),
                     interpolation=self.interp_combo.currentText(), overwrite=overwrite,
-                    progress=relay.progressed.emit, cancel=lambda: token.cancelled)
+                    progress=relay.progressed.emit, cancel=token)
             except Cancelled:
                 return "cancelled", "comparison video cancelled; nothing was written"
             except Exception as exc:
@@ -488,12 +488,12 @@ class CompareWidget(QWidget):
         if self._export_token is not None:
             self._export_token.cancel()
 
-    def _export_progressed(self, done: int, total: int) -> None:
+    def _export_progressed(self, p: Progress) -> None:
         if self._export_pbar is not None:
-            if self._export_pbar.total != total:
-                self._export_pbar.total = total
-            self._export_pbar.n = done
-            self._export_pbar.update(0)
+            if self._export_pbar.total != p.total:
+                self._export_pbar.total = p.total
+            self._export_pbar.n = p.done
+            self._export_pbar.set_description(f"comparison video: {format_progress(p)}")
 
     def _export_returned(self, result: tuple[str, str]) -> None:
         status, message = result

@@ -33,7 +33,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_vsr.engine import CancelToken, Progress
+from napari_vsr.dtype_range import full_scale
+from napari_vsr.engine import CancelToken
+from napari_vsr.jobs.progress import format_progress
 from napari_vsr.widgets._job import (
     FrameDone,
     JobEnd,
@@ -54,16 +56,6 @@ REFRESH_INTERVAL_S = 0.25
 
 REALBASICVSR = ("realbasicvsr", None)
 RECIPE = ("classic-recipe", None)
-
-
-def describe_progress(p: Progress) -> str:
-    """``"12/40 frames, 3.20 fps, ETA 0:09"`` for the status line and the progress bar."""
-    if p.eta_s is None:
-        eta = "?"
-    else:
-        s = max(0, round(p.eta_s))
-        eta = f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    return f"{p.done}/{p.total} frames, {p.fps:.2f} fps, ETA {eta}"
 
 
 def _presets() -> list[str]:
@@ -102,7 +94,7 @@ def _display_kwargs(dtype, rgb: bool, like: Image | None) -> dict[str, Any]:
     if like is not None and not rgb:
         return {"contrast_limits": list(like.contrast_limits), "colormap": like.colormap}
     if dtype.kind in "ui":
-        return {"contrast_limits": [0, int(np.iinfo(dtype).max)]}
+        return {"contrast_limits": [0, int(full_scale(dtype))]}
     return {"contrast_limits": [0.0, 1.0]}
 
 
@@ -467,8 +459,7 @@ class EnhanceWidget(QWidget):
             self._run["started"] = event
             self.status_label.setText(f"running {event.label}…")
         elif isinstance(event, WeightsProgress):
-            total = f"{event.total_bytes / 1e6:.0f}" if event.total_bytes else "?"
-            self.status_label.setText(f"downloading weights: {event.done_bytes / 1e6:.0f}/{total} MB")
+            self.status_label.setText(format_progress(event.progress))
         elif isinstance(event, FrameDone):
             # adding a layer, refreshing it and updating the progress bar may run the event loop
             # re-entrantly, so the run can end inside this handler: check after each such call
@@ -478,7 +469,7 @@ class EnhanceWidget(QWidget):
                 self._add_result_layer()
                 if self._run.get("ended"):
                     return
-            text = describe_progress(event.progress) if event.progress is not None else ""
+            text = format_progress(event.progress) if event.progress is not None else ""
             if event.progress is not None and event.progress.message:
                 text += f" ({event.progress.message})"
             if text:

@@ -1,0 +1,57 @@
+"""The options of a video output, travelling as one record from the CLI, the widgets and the
+napari writer hook to :func:`~napari_vsr.io.open_writer` and the video writer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: the names of the :class:`VideoOptions` fields
+VIDEO_OPTION_NAMES = ("codec", "crf", "lossless", "copy_streams_from", "frame_times",
+                      "color_matrix", "color_range", "color_primaries", "color_transfer")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video output is encoded (see :class:`~napari_vsr.io.video_writer.VideoWriter`).
+
+    Attributes
+    ----------
+    codec : str, optional
+        h264 (default), h265, vp9, av1, prores, ffv1 or an FFmpeg encoder name.
+    crf : int, optional
+        Quality, 0..51 (lower is better).
+    lossless : bool
+        FFV1 in .mkv, lossless x264 in .mp4/.mov.
+    copy_streams_from : path-like, optional
+        A source whose audio/subtitle streams are copied into the output.
+    frame_times : sequence of float, optional
+        Presentation times in seconds (a variable frame rate kept).
+    color_matrix, color_range : str, optional
+        Y'CbCr matrix ("bt601", "bt709", ...) and range ("limited"/"full"); None: automatic.
+    color_primaries, color_transfer : str, optional
+        FFmpeg names of the colour tags to write (a source's, passed on); ignored by
+        non-video outputs.
+    """
+
+    codec: str | None = None
+    crf: int | None = None
+    lossless: bool = False
+    copy_streams_from: str | os.PathLike | None = None
+    frame_times: Any = None
+    color_matrix: str | None = None
+    color_range: str | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields as keyword arguments of the video writer."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def given_for_other_outputs(self) -> list[str]:
+        """The options set here that a non-video output cannot honour (colour tags excluded:
+        they describe a source and are simply not written there)."""
+        given = [k for k in ("codec", "crf", "copy_streams_from", "frame_times",
+                             "color_matrix", "color_range") if getattr(self, k) is not None]
+        return given + (["lossless"] if self.lossless else [])
