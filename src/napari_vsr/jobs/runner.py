@@ -26,6 +26,8 @@ import datetime as _dt
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -323,11 +325,8 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
         # the enhancer: built once here (weights downloaded with live progress)
         cancel.raise_if_cancelled()
         yield RateClock(None, stage=STAGE_LOADING).progress(0)
-        progress_box: list[Progress] = []
         method = request.method.resolved()
-        enhancer = method.build(frame_size=_frame_size(shape, rgb), progress=progress_box.append,
-                                cancel=cancel)
-        yield from progress_box
+        enhancer = yield from _build_enhancer(method, _frame_size(shape, rgb), cancel)
         cancel.raise_if_cancelled()
         plan = _resolve_engine(enhancer, source, shape, rgb, request, stored)
         n_frames = stop - start
@@ -456,6 +455,42 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+
+
+def _build_enhancer(method, frame_size, cancel: CancelToken):
+    """Build the enhancer in a helper thread, yielding its download progress as it comes (a
+    checkpoint download can take minutes; the token stops it)."""
+    events: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def build() -> None:
+        try:
+            box["enhancer"] = method.build(frame_size=frame_size, progress=events.put,
+                                           cancel=cancel)
+        except BaseException as exc:  # re-raised in the job's thread
+            box["error"] = exc
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=build, name="napari-vsr-build", daemon=True)
+    thread.start()
+    try:
+        while True:
+            event = events.get()
+            if event is None:
+                break
+            yield event
+    except BaseException:
+        cancel.cancel()  # the job was closed or interrupted: stop the download too
+        thread.join()
+        enhancer = box.get("enhancer")
+        if enhancer is not None:
+            enhancer.close()
+        raise
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["enhancer"]
 
 
 def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -> dict:
