@@ -57,6 +57,18 @@ def test_audio_copied_with_same_duration(tmp_path):
     assert clips.audio_duration(out2) is None
 
 
+def test_audio_trimmed_to_a_frame_range(tmp_path):
+    """``--frames`` keeps the audio of the selected frames only (the job assembles the video
+    once, from its segments, with the source's streams cut to the range)."""
+    src = clips.make_video(tmp_path / "in.mp4", 50, fps=25, audio_s=2.0)
+    out = tmp_path / "part.mkv"
+    args = ["enhance", str(src), "-o", str(out), "--method", "classic", "-q"]
+    assert main([*args, "--frames", "10:35", "--segment", "8", "--chunk", "4"]) == 0
+    with open_frames(out) as res:
+        assert res.metadata["has_audio"] and len(res) == 25
+    assert clips.audio_duration(out) == pytest.approx(1.0, abs=0.05)
+
+
 def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
     src = clips.make_video(tmp_path / "in.mp4", 3)
     out = tmp_path / "out.mp4"
