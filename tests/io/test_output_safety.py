@@ -515,9 +515,10 @@ def test_sigkill_leftover_is_recognisable_and_swept(tmp_path):
             proc.kill()
             proc.wait()
     assert partial.exists() and partial.name.startswith(f".r.mp4.partial-{proc.pid}-")
+    # killed while assembling: every segment is in the job folder; a new command starts over
     done = _run(
         "enhance", str(src), "-o", str(out_dir / "r.mp4"), "--method", "classic", "-q",
-        "--frames", "0:5",
+        "--frames", "0:5", "--overwrite",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"removed {partial}" in done.stderr and str(proc.pid) in done.stderr

@@ -39,7 +39,8 @@ def test_segment_commit_is_atomic_and_checked(tmp_path):
     job.create({"segments": [[0, 4], [4, 6]]})
     segs = [Segment(0, 0, 4), Segment(1, 4, 6)]
     with job.segment_writer(segs[0], (5, 6, 3), np.uint8) as part:
-        part.frames[:] = 7
+        for _ in range(4):
+            part.write(np.full((5, 6, 3), 7, np.uint8))
         assert job.committed(segs, (5, 6, 3), np.uint8) == set()  # not before commit
         part.commit()
     assert job.committed(segs, (5, 6, 3), np.uint8) == {0}
@@ -47,7 +48,7 @@ def test_segment_commit_is_atomic_and_checked(tmp_path):
     np.testing.assert_array_equal(job.load(segs[0]), np.full((4, 5, 6, 3), 7, np.uint8))
     # an exception while writing leaves no file behind
     with pytest.raises(RuntimeError), job.segment_writer(segs[1], (5, 6, 3), np.uint8) as part:
-        part.frames[0] = 1
+        part.write(np.ones((5, 6, 3), np.uint8))
         raise RuntimeError("boom")
     assert sorted(p.name for p in job.path.iterdir()) == [
         ".napari-vsr-output", "manifest.json", "segment-000000.npy"]

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from napari_vsr.jobs.progress import Progress, format_progress
+from napari_vsr.jobs.progress import STAGE_LOADING, Progress, format_progress
 
 
 class ProgressBar:
@@ -33,6 +33,8 @@ class ProgressBar:
         self._stage: str | None = None
 
     def __call__(self, p: Progress) -> None:
+        if p.stage == STAGE_LOADING and not p.message:
+            return  # the weights load in a moment; a download reports itself
         if p.message:
             self._write(f"{self.label}: {p.message}", newline=True)
         now = time.monotonic()

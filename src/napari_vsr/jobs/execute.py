@@ -81,7 +81,7 @@ def iter_segment(
         return
     with job.segment_writer(segment, tuple(out["frame_shape"]), out["dtype"]) as part:
         for index, frame in frames:
-            part.frames[index - segment.start] = frame
+            part.write(frame)
             yield index, frame
         part.commit()
 

@@ -59,15 +59,10 @@ class MethodOptions:
         """
         from napari_vsr.enhancers import make_enhancer
 
-        network = self.method == "realbasicvsr"
-        kwargs: dict[str, Any] = {}
-        if network:
-            kwargs = dict(weights=self.weights, device=self.device, precision=self.precision,
-                          channels_last=self.channels_last, compile=self.compile,
-                          progress=progress, cancel=cancel)
-        else:
-            kwargs = dict(preset=self.preset, recipe=self.recipe, frame_size=frame_size)
-        return make_enhancer(self.method, **kwargs)
+        return make_enhancer(
+            self.method, preset=self.preset, recipe=self.recipe, weights=self.weights,
+            device=self.device, precision=self.precision, channels_last=self.channels_last,
+            compile=self.compile, progress=progress, cancel=cancel, frame_size=frame_size)
 
 
 @dataclass(frozen=True)

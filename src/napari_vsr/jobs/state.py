@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import VsrError, WriteError
-from napari_vsr.io.writer_base import MARKER_NAME, is_own_folder, write_marker
+from napari_vsr.io.writer_base import (
+    MARKER_NAME,
+    is_own_folder,
+    translate_os_error,
+    write_marker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +180,7 @@ class JobDir:
         return True
 
     def segment_writer(self, segment, frame_shape: tuple[int, ...], dtype) -> SegmentFile:
-        """A memory-mapped temporary file for the segment's frames; commit it when full."""
+        """A temporary file the segment's frames are written into; commit it when full."""
         return SegmentFile(self, segment, frame_shape, dtype)
 
     def load(self, segment) -> np.ndarray:
@@ -184,40 +189,70 @@ class JobDir:
 
 
 class SegmentFile:
-    """Frames of one segment written into a memory-mapped ``.npy`` temporary, then committed.
+    """Frames of one segment written in order into a ``.npy`` temporary, then committed.
 
-    ``frames[i] = frame`` fills it; :meth:`commit` flushes, fsyncs and renames it to the
-    segment's name; :meth:`discard` (or leaving a ``with`` block by an exception) removes it.
+    ``write(frame)`` appends the next frame (plain writes, not a memory map: a full disk is an
+    ``OSError`` here, never a SIGBUS); :meth:`commit` checks the count, fsyncs and renames it to
+    the segment's name; :meth:`discard` (or leaving a ``with`` block by an exception) removes it.
     """
 
     def __init__(self, job: JobDir, segment, frame_shape: tuple[int, ...], dtype):
         self.final = job.segment_path(segment.index)
         self.tmp = job.path / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{self.final.name}"
         self._folder = job.path
+        self._shape = (segment.length, *frame_shape)
+        self._frame_shape = tuple(frame_shape)
+        self._dtype = np.dtype(dtype)
+        self.written = 0
+        self._file = None
+        self._doing = f"writing segment {segment.index} of the job"
         try:
-            self.frames = np.lib.format.open_memmap(
-                self.tmp, mode="w+", dtype=np.dtype(dtype), shape=(segment.length, *frame_shape)
-            )
+            self._file = open(self.tmp, "wb")
+            header = {"descr": np.lib.format.dtype_to_descr(self._dtype),
+                      "fortran_order": False, "shape": self._shape}
+            np.lib.format.write_array_header_1_0(self._file, header)
         except OSError as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise WriteError(f"cannot write a segment file ({exc.strerror or exc})",
-                             path=self.tmp) from exc
+            self.discard()
+            raise translate_os_error(exc, self.final, self._doing) from exc
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append the next frame (the segment's frame shape, converted to its dtype)."""
+        frame = np.asarray(frame)
+        if frame.shape != self._frame_shape or self.written >= self._shape[0]:
+            raise WriteError(
+                f"segment frame {self.written}: got shape {frame.shape}, expected "
+                f"{self._frame_shape} for {self._shape[0]} frames", path=self.final)
+        try:
+            self._file.write(np.ascontiguousarray(frame, dtype=self._dtype).tobytes())
+        except OSError as exc:
+            self.discard()
+            raise translate_os_error(exc, self.final, self._doing) from exc
+        self.written += 1
 
     def commit(self) -> Path:
+        if self.written != self._shape[0]:
+            self.discard()
+            raise WriteError(f"segment incomplete: {self.written} of {self._shape[0]} frames",
+                             path=self.final)
         try:
-            self.frames.flush()
-            del self.frames
-            _fsync_file(self.tmp)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
             os.replace(self.tmp, self.final)
         except OSError as exc:
             self.discard()
-            raise WriteError(f"cannot commit a segment file ({exc.strerror or exc})",
-                             path=self.final) from exc
+            raise translate_os_error(exc, self.final, self._doing) from exc
         fsync_dir(self._folder)
         return self.final
 
     def discard(self) -> None:
-        self.__dict__.pop("frames", None)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> SegmentFile:
