@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from napari_vsr.cli import main
-from napari_vsr.device import is_out_of_memory, memory_kind
 from napari_vsr.engine import enhance
 from napari_vsr.errors import DeviceError
 from napari_vsr.io import open_frames
+from napari_vsr.models.device import is_out_of_memory, memory_kind
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -227,16 +227,16 @@ class HostOomAbove(toy.UpscaleNearest):
     """Really fails to allocate host memory (PyTorch or numpy) for inputs above ``limit`` px."""
 
     def __init__(self, limit: int, *, how: str = "torch", tileable: bool = True):
-        super().__init__(scale=2, chunk=4)
-        self.limit, self.how, self.tileable = limit, how, tileable
+        super().__init__(scale=2, chunk=4, tileable=tileable)
+        self.limit, self.how = limit, how
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:
         if max(frames.shape[1:3]) > self.limit:
             if self.how == "torch":
                 torch.empty(2**50, dtype=torch.uint8)
             else:
                 np.empty(2**62, dtype=np.uint8)
-        return super().enhance(frames)
+        return super().enhance(frames, step=step)
 
 
 @pytest.mark.parametrize("how", ["torch", "numpy"])

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_vsr.engine import enhance, plan_output
-from napari_vsr.enhancers import RealBasicVSREnhancer, make_enhancer
+from napari_vsr.enhancers import make_enhancer
+from napari_vsr.enhancers.realbasicvsr import RealBasicVSREnhancer
 from napari_vsr.errors import ParameterError
 
 

@@ -213,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_ignored_options(args)
     source = open_source(args.input, skip_bad_frames=args.skip_bad_frames)
     bar = None if args.quiet else ProgressBar("enhance")
+    enhancer = None  # closed below: the engine leaves that to its caller
     try:
         meta = getattr(source, "metadata", None)
         meta = dict(meta) if isinstance(meta, dict) else dict(getattr(source, "attrs", {}) or {})
@@ -303,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.finish()
+        if enhancer is not None:
+            enhancer.close()
         close = getattr(source, "close", None)
         if close is not None:
             close()
