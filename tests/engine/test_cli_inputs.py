@@ -278,3 +278,20 @@ def test_cli_host_out_of_memory_is_one_line(three, tmp_path, capsys, monkeypatch
     (line,) = _lines(capsys.readouterr().err)
     assert line.startswith("napari-vsr enhance: error: out of memory on ")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_cli_closes_its_enhancer(three, tmp_path, monkeypatch, fails):
+    import napari_vsr.enhancers as enhancers
+
+    made = []
+
+    def make(*a, **k):
+        made.append(HostOomAbove(4 if fails else 10_000, tileable=False))
+        return made[-1]
+
+    monkeypatch.setattr(enhancers, "make_enhancer", make)
+    out = tmp_path / "out.mp4"
+    code = main(["enhance", str(three), "-o", str(out), "--method", "classic", "-q"])
+    assert code == (1 if fails else 0)
+    assert made and made[0].closed == 1  # the engine leaves closing to its caller, the CLI
