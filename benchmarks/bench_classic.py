@@ -1,5 +1,5 @@
 """Benchmark the classic operators and the "seed" preset: frames per second, single thread vs
-the parallel runner (:class:`napari_vsr.classic.ClassicEnhancer`).
+the parallel runner (:class:`napari_vsr.enhancers.ClassicEnhancer`).
 
 Each row runs one pipeline over uint8 RGB sample frames at 640x360 and 1920x1080 (the sample
 frames upscaled), chunk by chunk as the engine does, in four configurations:
@@ -32,8 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from napari_vsr.classic import ClassicEnhancer, Pipeline, get_preset
+from napari_vsr.classic import Pipeline, get_preset
 from napari_vsr.classic.pipeline import usable_cpus
+from napari_vsr.enhancers import ClassicEnhancer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -106,7 +107,7 @@ def run(
         cv2.setNumThreads(cv_threads)
     try:
         enh = ClassicEnhancer(pipeline, workers=workers)
-        chunk = enh.default_chunk
+        chunk = enh.capabilities.default_chunk
         best = float("inf")
         for attempt in range(repeats + 1):  # pass 0 warms up pool, allocator and caches
             first = None

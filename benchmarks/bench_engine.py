@@ -194,8 +194,8 @@ def run_engine(
         "peak_device_mib": _device_peak_mib(dev),
         "precision": enh.precision,
         "fused": enh.fused,
-        "chunk": enh.default_chunk,
-        "overlap": enh.default_overlap,
+        "chunk": enh.capabilities.default_chunk,
+        "overlap": enh.capabilities.default_overlap,
         "max_abs_diff_vs_baseline": max_diff if reference is not None else None,
         "min_psnr_vs_baseline_db": min(psnrs) if psnrs else None,
     }

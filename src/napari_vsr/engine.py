@@ -1,7 +1,9 @@
 """The streaming enhancement engine: one code path for the CLI and the napari widgets.
 
-:func:`enhance` takes any lazy, numpy-like frame array and an :class:`~napari_vsr.enhancer.Enhancer`
-and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to end:
+:func:`enhance` takes any lazy, numpy-like frame array and an
+:class:`~napari_vsr.enhancers.Enhancer` and yields ``(frame_index, enhanced_frame)`` in order.
+Everything it needs to know about the method comes from the enhancer's
+:class:`~napari_vsr.enhancers.Capabilities` record.  The algorithm, end to end:
 
 1. **Layout.**  The time axis is moved to the front; the two spatial axes are the last two (or the
    two before a trailing channel axis when ``rgb``); any axes in between (e.g. Z, or the C axis
@@ -19,7 +21,7 @@ and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to en
    passed as float32 unchanged (expected in [0, 1]) and returned unclipped in its own dtype;
    gray is replicated to 3 channels and averaged back; an alpha channel is resized separately
    (bilinear).  ``"native"`` enhancers get the frames exactly as stored.  An rgb01 enhancer that
-   sets ``accepts_integer_rgb`` gets uint8/uint16 RGB as stored and returns the source dtype,
+   declares ``accepts_integer_rgb`` gets uint8/uint16 RGB as stored and returns the source dtype,
    doing the same scaling, clipping and rounding itself (on its device, where the x4 output
    is large: converting 2560x1440 float frames on the host would cap a GPU at ~20 fps).
 4. **Spatial tiles** (tileable enhancers): frames are cut into square tiles of ``tile`` input pixels
@@ -27,35 +29,43 @@ and yields ``(frame_index, enhanced_frame)`` in order.  The algorithm, end to en
    blended with linear ramps across the overlaps.  ``tile=None`` picks a size from the free device
    memory (no tiling on CPU); a device out-of-memory error halves the tile and retries the chunk,
    and the retry is reported in :attr:`Progress.message`.
-5. **Progress and cancel.**  ``progress`` receives a :class:`Progress` after every chunk;
-   ``cancel`` is checked between chunks, planes and tiles and raises
-   :class:`~napari_vsr.errors.Cancelled`.  The enhancer's :meth:`close` runs when the generator
-   finishes, is cancelled, fails or is closed early, so device memory is freed at once.
+5. **Progress and cancel inside a chunk.**  The enhancer calls ``step(i)`` as each output frame
+   ``i`` of a chunk finishes (a recurrent network also calls ``step(None)`` at each time step of
+   its backward pass).  The engine's step checks ``cancel`` (raising
+   :class:`~napari_vsr.errors.Cancelled`) and sends ``progress`` a :class:`Progress` for every
+   finished frame of the chunk's kept range (context frames do not count; with planes or tiles
+   a frame counts once every plane and tile has finished it).  ``cancel`` is also checked
+   between chunks, planes and tiles.  The engine gives the enhancer's device memory back
+   (:func:`~napari_vsr.models.device.release_memory`) when the generator finishes, is
+   cancelled, fails or is closed early; it never closes the enhancer: the caller owns it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import cv2
 import numpy as np
 
-from napari_vsr.device import is_out_of_memory, memory_kind, release_memory
 from napari_vsr.dtype_range import from_float01 as _from_float01
 from napari_vsr.dtype_range import saturate
 from napari_vsr.dtype_range import to_float01 as _to_float01
-from napari_vsr.enhancer import Enhancer
+from napari_vsr.enhancers.base import Capabilities, Enhancer
 from napari_vsr.errors import DeviceError, ParameterError, UnsupportedDtypeError
-from napari_vsr.jobs.progress import CancelToken, Progress, format_progress  # noqa: F401 (re-exported)
+from napari_vsr.jobs.progress import (  # noqa: F401 (CancelToken, Progress re-exported)
+    CancelToken,
+    Progress,
+    RateClock,
+    format_progress,
+)
+from napari_vsr.models.device import is_out_of_memory, memory_kind, release_memory
 
 log = logging.getLogger(__name__)
 
-#: tile overlap in input pixels when neither the caller nor the enhancer says
-DEFAULT_TILE_OVERLAP = 16
 #: smallest tile the out-of-memory retry goes down to, in input pixels
 MIN_TILE = 32
 #: share of the free device memory an automatic tile size may plan for
@@ -130,7 +140,7 @@ def plan_output(
     dtype : numpy dtype-like
         Input dtype.
     enhancer : Enhancer
-        Its ``scale`` multiplies the two spatial axes.
+        Its ``capabilities.scale`` multiplies the two spatial axes.
     time_axis : int
         Which axis is time (must come before the spatial axes).
     rgb : bool, optional
@@ -139,15 +149,16 @@ def plan_output(
     Returns
     -------
     shape : tuple of int
-        The input shape with both spatial axes multiplied by ``enhancer.scale``.
+        The input shape with both spatial axes multiplied by the enhancer's scale.
     dtype : numpy.dtype
         The input dtype (outputs always come back in the source dtype).
     """
     layout = _layout(shape, time_axis, rgb)
     dtype = np.dtype(dtype)
-    if enhancer.input_kind == "rgb01":
+    caps = enhancer.capabilities
+    if caps.input_kind == "rgb01":
         _check_rgb01_dtype(dtype)
-    frame = list(_frame_shape(layout, enhancer.scale))
+    frame = list(_frame_shape(layout, caps.scale))
     frame.insert(layout.time_axis, layout.length)
     return tuple(frame), dtype
 
@@ -227,24 +238,33 @@ def _available_host_memory() -> int | None:
     return available_memory_bytes()
 
 
+def _device(caps: Capabilities):
+    """The declared device as a ``torch.device``, or None for host-only methods."""
+    if caps.device is None:
+        return None
+    import torch
+
+    return torch.device(caps.device)
+
+
 def _auto_chunk(enhancer: Enhancer, layout: _Layout, overlap: int) -> int:
     """The enhancer's default chunk, shortened on CPU when a chunk would not fit in free RAM.
 
     (On GPUs, tiles keep a chunk inside device memory instead; see :func:`_auto_tile`.)
     """
-    chunk = int(enhancer.default_chunk)
-    device = getattr(enhancer, "device", None)
-    estimate = getattr(enhancer, "estimate_memory", None)
-    if estimate is None or device is None or getattr(device, "type", None) != "cpu":
+    caps = enhancer.capabilities
+    chunk = int(caps.default_chunk)
+    device = _device(caps)
+    h, w = layout.height, layout.width
+    if device is None or device.type != "cpu" or enhancer.estimate_memory(1, h, w) is None:
         return chunk
     free = _available_host_memory()
     if free is None:
         return chunk
     budget = free * MEMORY_HEADROOM
-    h, w = layout.height, layout.width
-    while chunk > 1 and estimate(chunk + 2 * overlap, h, w) > budget:
+    while chunk > 1 and enhancer.estimate_memory(chunk + 2 * overlap, h, w) > budget:
         chunk = max(1, chunk * 2 // 3)
-    if chunk < enhancer.default_chunk:
+    if chunk < caps.default_chunk:
         log.warning(
             "chunk shortened to %d frames so that %dx%d frames fit in %.1f GB of free memory",
             chunk,
@@ -257,17 +277,20 @@ def _auto_chunk(enhancer: Enhancer, layout: _Layout, overlap: int) -> int:
 
 def _auto_tile(enhancer: Enhancer, n_frames: int, height: int, width: int) -> int:
     """Largest square tile (input pixels) that the enhancer's memory estimate fits on the device."""
-    device = getattr(enhancer, "device", None)
-    estimate = getattr(enhancer, "estimate_memory", None)
-    if device is None or estimate is None:
+    device = _device(enhancer.capabilities)
+    estimate = enhancer.estimate_memory
+    if device is None:
         return 0
-    from napari_vsr.device import free_memory_bytes
+    need = estimate(n_frames, height, width)
+    if need is None:
+        return 0
+    from napari_vsr.models.device import free_memory_bytes
 
     free = free_memory_bytes(device)
     if free is None:
         return 0
     budget = free * MEMORY_HEADROOM
-    if estimate(n_frames, height, width) <= budget:
+    if need <= budget:
         return 0
     side = max(height, width)
     while side > MIN_TILE and estimate(n_frames, min(side, height), min(side, width)) > budget:
@@ -277,37 +300,98 @@ def _auto_tile(enhancer: Enhancer, n_frames: int, height: int, width: int) -> in
     return side
 
 
+class _ChunkProgress:
+    """Counts the finished output frames of one chunk across planes and tiles.
+
+    Each pass of the enhancer (one plane, one tile) contributes ``1 / (planes * tiles)`` of a
+    frame when it reports that frame; a frame of the kept range counts as done once its
+    passes add up to one.  ``on_frame(n)`` is called each time a frame becomes done, with the
+    number of done frames of the chunk so far.
+    """
+
+    def __init__(self, keep: slice, planes: int, cancel: CancelToken | None, on_frame):
+        self.keep = keep
+        self.planes = planes
+        self.cancel = cancel
+        self.on_frame = on_frame
+        self.parts = [Fraction(0)] * (keep.stop - keep.start)
+        self.counted: set[int] = set()
+
+    @property
+    def done(self) -> int:
+        return len(self.counted)
+
+    def snapshot(self) -> list[Fraction]:
+        return list(self.parts)
+
+    def restore(self, parts: list[Fraction]) -> None:
+        """Forget what a failed pass (an out-of-memory retry) reported; frames already
+        counted as done stay counted."""
+        self.parts = list(parts)
+
+    def pass_step(self, tiles: int):
+        """The ``step`` callable for one pass of an enhancer over one of ``tiles`` tiles."""
+        share = Fraction(1, self.planes * tiles)
+        seen: set[int] = set()
+
+        def step(i: int | None) -> None:
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+            if i is None or i in seen:
+                return
+            seen.add(i)
+            j = i - self.keep.start
+            if not 0 <= j < len(self.parts) or j in self.counted:
+                return  # a context frame, or one already counted
+            self.parts[j] += share
+            if self.parts[j] >= 1:
+                self.counted.add(j)
+                self.on_frame(len(self.counted))
+
+        return step
+
+
 class _Runner:
     """Runs one (n, H, W[, C]) sequence through the enhancer, tiled if asked; keeps the tile size."""
 
     def __init__(self, enhancer: Enhancer, *, tile: int | None, tile_overlap: int, cancel, notify):
         self.enhancer = enhancer
+        self.caps = enhancer.capabilities
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.cancel = cancel
         self.notify = notify
 
-    def __call__(self, seq: np.ndarray, keep: slice) -> np.ndarray:
-        """Enhance ``seq`` and return the outputs of the frames ``keep`` selects."""
+    def __call__(
+        self, seq: np.ndarray, keep: slice, progress: _ChunkProgress | None = None
+    ) -> np.ndarray:
+        """Enhance ``seq`` and return the outputs of the frames ``keep`` selects.
+
+        ``progress`` (if given) hands out the ``step`` of each enhancer call.
+        """
         n, h, w = seq.shape[:3]
+        tileable = self.caps.tileable
         if self.tile is None:
-            self.tile = _auto_tile(self.enhancer, n, h, w) if self.enhancer.tileable else 0
+            self.tile = _auto_tile(self.enhancer, n, h, w) if tileable else 0
         while True:
+            state = progress.snapshot() if progress is not None else None
             try:
-                return self._run(seq, keep, self.tile)
+                return self._run(seq, keep, self.tile, progress)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
                 self._free()
+                if progress is not None:
+                    progress.restore(state)
                 current = self.tile or max(h, w)
                 smaller = max(MIN_TILE, current // 2)
                 memory = memory_kind(exc)
-                if not self.enhancer.tileable or smaller >= current:
+                if not tileable or smaller >= current:
                     raise DeviceError(
                         f"out of {memory} on {n} frames of {w}x{h}"
-                        + (f" even with tiles of {current} px" if self.enhancer.tileable else "")
+                        + (f" even with tiles of {current} px" if tileable else "")
                         + "; use a smaller --chunk"
-                        + (", --tile or another device" if self.enhancer.tileable else "")
+                        + (", --tile or another device" if tileable else "")
                     ) from exc
                 self.tile = smaller
                 message = f"out of {memory}: retrying the chunk with {smaller} px tiles"
@@ -315,13 +399,18 @@ class _Runner:
                 self.notify(message)
 
     def _free(self) -> None:
-        device = getattr(self.enhancer, "device", None)
-        if device is not None:
-            release_memory(device)
+        if self.caps.device is not None:
+            release_memory(self.caps.device)
 
-    def _call(self, seq: np.ndarray) -> np.ndarray:
-        out = self.enhancer.enhance(seq)
-        s = self.enhancer.scale
+    def _call(self, seq: np.ndarray, step=None) -> np.ndarray:
+        if step is None and self.cancel is not None:
+            cancel = self.cancel
+
+            def step(i: int | None) -> None:
+                cancel.raise_if_cancelled()
+
+        out = self.enhancer.enhance(seq, step=step)
+        s = self.caps.scale
         expect = (seq.shape[0], seq.shape[1] * s, seq.shape[2] * s) + seq.shape[3:]
         if tuple(out.shape) != expect:
             raise RuntimeError(
@@ -329,24 +418,28 @@ class _Runner:
             )
         return out
 
-    def _run(self, seq: np.ndarray, keep: slice, tile: int) -> np.ndarray:
+    def _run(
+        self, seq: np.ndarray, keep: slice, tile: int, progress: _ChunkProgress | None
+    ) -> np.ndarray:
         n, h, w = seq.shape[:3]
         if not tile or (tile >= h and tile >= w):
-            return self._call(seq)[keep]
-        s = self.enhancer.scale
+            return self._call(seq, progress and progress.pass_step(1))[keep]
+        s = self.caps.scale
         ov = min(self.tile_overlap, tile // 2)
         core = np.arange(n)[keep]
         acc = np.zeros((len(core), h * s, w * s) + seq.shape[3:], np.float32)
         weight = np.zeros((h * s, w * s), np.float32)
-        for y0 in _tile_starts(h, tile, ov):
+        ys, xs = _tile_starts(h, tile, ov), _tile_starts(w, tile, ov)
+        for y0 in ys:
             y1 = min(h, y0 + tile)
             wy = _ramp((y1 - y0) * s, y0, y1, h, ov * s)
-            for x0 in _tile_starts(w, tile, ov):
+            for x0 in xs:
                 if self.cancel is not None:
                     self.cancel.raise_if_cancelled()
                 x1 = min(w, x0 + tile)
                 wx = _ramp((x1 - x0) * s, x0, x1, w, ov * s)
-                out = self._call(np.ascontiguousarray(seq[:, y0:y1, x0:x1]))[keep]
+                step = progress and progress.pass_step(len(ys) * len(xs))
+                out = self._call(np.ascontiguousarray(seq[:, y0:y1, x0:x1]), step)[keep]
                 wgt = np.outer(wy, wx)
                 region = (slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
                 if out.ndim == 4:
@@ -427,16 +520,18 @@ def enhance(
         video, a zarr or dask array, a numpy array).  Read one chunk at a time; never modified.
         uint8, uint16 or float for network enhancers.
     enhancer : Enhancer
-        The method.  Closed (device memory freed) when the generator ends for any reason.
+        The method, described by its ``capabilities``.  Not closed here (the caller owns it);
+        its device memory cache is released when the generator ends for any reason.
     chunk : int, optional
-        Output frames per chunk (L); default ``enhancer.default_chunk``.
+        Output frames per chunk (L); default ``capabilities.default_chunk`` (shortened on
+        the CPU when free memory is short).
     overlap : int, optional
         Context frames on each side of a chunk whose outputs are discarded (O); default
-        ``enhancer.default_overlap``; must be >= ``enhancer.context``.
+        ``capabilities.default_overlap``; must be >= ``capabilities.context``.
     tile : int, optional
         Square tile side in input pixels; 0 for no tiling; None picks from free device memory.
     tile_overlap : int, optional
-        Overlap between tiles in input pixels; default from the enhancer or 16.
+        Overlap between tiles in input pixels; default ``capabilities.tile_overlap``.
     time_axis : int
         Which axis is time (must come before the spatial axes).
     rgb : bool, optional
@@ -445,10 +540,12 @@ def enhance(
     frame_range : (start, stop), optional
         Half-open range of output frames; context may still come from outside it.
     progress : callable, optional
-        Called with a :class:`Progress` at the start and after each chunk (and on an
-        out-of-memory retry).
+        Called with a :class:`Progress` at the start, for every output frame the enhancer
+        finishes (see ``step`` in :meth:`~napari_vsr.enhancers.Enhancer.enhance`), after each
+        chunk if the enhancer reported fewer, and on an out-of-memory retry.
     cancel : CancelToken, optional
-        Checked between chunks, planes and tiles.
+        Checked at every ``step`` of the enhancer (at least once per frame for the built-in
+        methods), and between chunks, planes and tiles.
 
     Yields
     ------
@@ -456,7 +553,7 @@ def enhance(
         Frame index along the time axis, ``start`` .. ``stop - 1`` in order.
     frame : ndarray
         The input frame's shape (time axis removed) with both spatial axes multiplied by
-        ``enhancer.scale``; channels and extra axes kept; the source dtype.
+        ``capabilities.scale``; channels and extra axes kept; the source dtype.
 
     Raises
     ------
@@ -473,26 +570,27 @@ def enhance(
         rgb = frames.rgb  # the reader knows (e.g. a TIFF's samples axis); shape is a guess
     layout = _layout(np.shape(frames), time_axis, rgb)
     dtype = np.dtype(frames.dtype)
-    overlap = enhancer.default_overlap if overlap is None else int(overlap)
+    caps = enhancer.capabilities
+    overlap = caps.default_overlap if overlap is None else int(overlap)
     chunk = _auto_chunk(enhancer, layout, max(overlap, 0)) if chunk is None else int(chunk)
     if chunk < 1:
         raise ParameterError(f"chunk: expected at least 1 frame, got {chunk}")
-    if overlap < enhancer.context:
+    if overlap < caps.context:
         raise ParameterError(
-            f"overlap: {enhancer.name!r} needs at least {enhancer.context} context frames on each "
+            f"overlap: {enhancer.name!r} needs at least {caps.context} context frames on each "
             f"side, got {overlap}"
         )
     if tile is not None and tile != 0 and tile < 16:
         raise ParameterError(f"tile: expected 0 (no tiling) or at least 16 pixels, got {tile}")
-    if tile and not enhancer.tileable:
+    if tile and not caps.tileable:
         raise ParameterError(
             f"tile: the method {enhancer.name!r} cannot be tiled; leave tile unset"
         )
     if tile_overlap is None:
-        tile_overlap = int(getattr(enhancer, "default_tile_overlap", DEFAULT_TILE_OVERLAP))
+        tile_overlap = int(caps.tile_overlap)
     if tile_overlap < 0:
         raise ParameterError(f"tile overlap: expected >= 0 pixels, got {tile_overlap}")
-    rgb01 = enhancer.input_kind == "rgb01"
+    rgb01 = caps.input_kind == "rgb01"
     if rgb01:
         _check_rgb01_dtype(dtype)
         if layout.channels not in (0, 1, 2, 3, 4):
@@ -502,7 +600,7 @@ def enhance(
         rgb01
         and layout.channels == 3
         and dtype in (np.uint8, np.uint16)
-        and bool(getattr(enhancer, "accepts_integer_rgb", False))
+        and caps.accepts_integer_rgb
     )
     plan = _Plan(layout, dtype, chunk, overlap, tile, tile_overlap, rgb01, direct, start, stop)
     return _generate(frames, enhancer, plan, progress, cancel)
@@ -524,7 +622,7 @@ class _Plan:
     stop: int
 
 
-def _assemble(runner, block, keep, layout: _Layout, plan: _Plan, out_frame, scale: int):
+def _assemble(runner, block, keep, layout: _Layout, plan: _Plan, out_frame, scale: int, tracker):
     """Enhance every extra plane (e.g. Z) of a block and convert to the source layout."""
     out = np.empty((keep.stop - keep.start,) + out_frame, plan.dtype)
     for plane in np.ndindex(*layout.planes):
@@ -533,13 +631,13 @@ def _assemble(runner, block, keep, layout: _Layout, plan: _Plan, out_frame, scal
         index = (slice(None),) + plane
         seq = block[index]
         if plan.rgb01 and not plan.direct:
-            rgb = runner(_to_rgb(seq, layout.channels), keep)
+            rgb = runner(_to_rgb(seq, layout.channels), keep, tracker)
             alpha = None
             if layout.channels in (2, 4):
                 alpha = _resize_alpha(seq[keep][..., -1], scale)
             out[index] = _from_rgb(rgb, alpha, layout.channels, plan.dtype)
         else:
-            out[index] = runner(np.ascontiguousarray(seq), keep)
+            out[index] = runner(np.ascontiguousarray(seq), keep, tracker)
     return out
 
 
@@ -549,23 +647,29 @@ def _generate(
     layout, chunk, overlap = plan.layout, plan.chunk, plan.overlap
     start, stop = plan.start, plan.stop
     total = stop - start
-    t0 = time.perf_counter()
-    done = 0
+    caps = enhancer.capabilities
+    clock = RateClock(total)
+    done = 0  # frames of finished chunks
+    reported = -1  # the ``done`` of the last progress record
 
-    def report(message: str = "") -> None:
+    def report(now: int, message: str = "") -> None:
+        nonlocal reported
         if progress is None:
             return
-        elapsed = time.perf_counter() - t0
-        fps = done / elapsed if done and elapsed > 0 else 0.0
-        eta = (total - done) / fps if fps > 0 else None
-        progress(Progress(done, total, elapsed, fps, eta, message))
+        reported = now
+        progress(clock.progress(now, message=message))
 
     runner = _Runner(
-        enhancer, tile=plan.tile, tile_overlap=plan.tile_overlap, cancel=cancel, notify=report
+        enhancer,
+        tile=plan.tile,
+        tile_overlap=plan.tile_overlap,
+        cancel=cancel,
+        notify=lambda message: report(max(reported, done), message),
     )
     reader = _ChunkReader(frames, layout.time_axis)
-    scale = enhancer.scale
+    scale = caps.scale
     out_frame = _frame_shape(layout, scale)
+    n_planes = int(np.prod(layout.planes, dtype=np.int64))
     log.info(
         "enhancing frames %d:%d of %d with %s (chunk %d, overlap %d)",
         start,
@@ -576,7 +680,7 @@ def _generate(
         overlap,
     )
     try:
-        report()
+        report(0)
         for s in range(start, stop, chunk):
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -584,25 +688,29 @@ def _generate(
             lo, hi = max(0, s - overlap), min(layout.length, e + overlap)
             block = reader.read(lo, hi)  # (n, *planes, H, W[, C])
             keep = slice(s - lo, e - lo)
+            base = done
+            tracker = _ChunkProgress(
+                keep, n_planes, cancel, lambda n, base=base: report(base + n)
+            )
             if not layout.planes and (plan.direct or not plan.rgb01):
                 # the enhancer's output is already the final frames (T, H, W[, C]): yield views
                 # of it instead of copying into a fresh array (a fresh x4 chunk per iteration
                 # costs page faults that dominate fast classic pipelines)
-                out = runner(np.ascontiguousarray(block), keep).astype(plan.dtype, copy=False)
+                out = runner(np.ascontiguousarray(block), keep, tracker)
+                out = out.astype(plan.dtype, copy=False)
             else:
-                out = _assemble(runner, block, keep, layout, plan, out_frame, scale)
+                out = _assemble(runner, block, keep, layout, plan, out_frame, scale, tracker)
+            done += e - s
+            if reported != done:  # the enhancer did not report every frame
+                report(done)
             for i in range(e - s):
                 yield s + i, out[i]
-            done += e - s
-            report()
     finally:
-        try:
-            enhancer.close()
-        finally:
-            device = getattr(enhancer, "device", None)
-            if device is not None:
-                release_memory(device)
-    log.info("enhanced %d frames in %.1f s", total, time.perf_counter() - t0)
+        # the caller owns (and closes) the enhancer; the device cache is given back here,
+        # also after a cancel or a failure
+        if caps.device is not None:
+            release_memory(caps.device)
+    log.info("enhanced %d frames in %.1f s", total, clock.progress(done).elapsed_s)
 
 
 def resolve_chunk(
@@ -611,5 +719,5 @@ def resolve_chunk(
     """The chunk :func:`enhance` would choose with ``chunk=None`` (a job fixes it once for
     every segment, so that every process cuts the frames the same way)."""
     layout = _layout(shape, 0, rgb)
-    overlap = enhancer.default_overlap if overlap is None else int(overlap)
+    overlap = enhancer.capabilities.default_overlap if overlap is None else int(overlap)
     return _auto_chunk(enhancer, layout, max(overlap, 0))

@@ -261,8 +261,8 @@ def plan_enhancer_chunk(
     Parameters
     ----------
     enhancer : Enhancer
-        Its ``default_chunk``/``default_overlap`` fill in ``chunk``/``overlap``; its
-        ``estimate_memory(n, h, w)`` is added when it runs on the CPU.
+        Its ``capabilities.default_chunk``/``default_overlap`` fill in ``chunk``/``overlap``;
+        its ``estimate_memory(n, h, w)`` is added when ``capabilities.device`` is the CPU.
     in_shape, out_shape : sequence of int
         Full input and output shapes, time first (see ``engine.plan_output``).
     rgb : bool, optional
@@ -284,20 +284,21 @@ def plan_enhancer_chunk(
     InsufficientMemoryError
     """
     in_frame = tuple(int(s) for s in in_shape[1:])
-    ctx = enhancer.default_overlap if overlap is None else int(overlap)
-    size = enhancer.default_chunk if chunk is None else int(chunk)
+    caps = enhancer.capabilities
+    ctx = caps.default_overlap if overlap is None else int(overlap)
+    size = caps.default_chunk if chunk is None else int(chunk)
     if size < 1 or ctx < 0:
         return chunk  # the engine names the bad value
     if rgb is None:
         rgb = len(in_shape) >= 4 and int(in_shape[-1]) in (3, 4)
-    estimate = getattr(enhancer, "estimate_memory", None)
-    device = getattr(enhancer, "device", None)
     per_chunk = None
-    if estimate is not None and getattr(device, "type", None) == "cpu" and len(in_frame) >= 2:
+    on_cpu = caps.device is not None and caps.device.split(":")[0] == "cpu"
+    if on_cpu and len(in_frame) >= 2:
         h, w = (in_frame[-3], in_frame[-2]) if rgb else in_frame[-2:]
+        if enhancer.estimate_memory(1, h, w) is not None:
 
-        def per_chunk(n_in: int) -> int:
-            return int(estimate(n_in, h, w))
+            def per_chunk(n_in: int) -> int:
+                return int(enhancer.estimate_memory(n_in, h, w))
 
     planned = plan_chunk(
         in_frame,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_vsr.classic import ClassicEnhancer, Pipeline, get_preset, temporal_median
-from napari_vsr.enhancer import Enhancer
+from napari_vsr.classic import Pipeline, get_preset, temporal_median
+from napari_vsr.enhancers import Capabilities, ClassicEnhancer, Enhancer
 from napari_vsr.errors import ParameterError
 
 
@@ -34,8 +34,18 @@ def _chunked(enhancer: Enhancer, stack: np.ndarray, chunk: int, overlap: int) ->
 def test_is_an_enhancer_with_the_pipeline_attributes():
     enh = ClassicEnhancer(get_preset("seed"), workers=2)
     assert isinstance(enh, Enhancer)
-    assert enh.name == "classic:seed" and enh.scale == 4 and enh.context == 0
-    assert enh.input_kind == "native"
+    assert enh.name == "classic:seed" and enh.scale == 4
+    assert enh.capabilities == Capabilities(
+        scale=4,
+        context=0,
+        tileable=False,
+        default_chunk=max(4, 16 // 16),
+        default_overlap=0,
+        input_kind="native",
+        accepts_integer_rgb=False,
+        device=None,
+        precisions=(),
+    )
     info = enh.describe()
     assert info["method"] == "classic:seed" and info["scale"] == 4
     assert info["pipeline"] == get_preset("seed").to_dict()
@@ -77,7 +87,8 @@ def test_temporal_median_with_context_equals_numpy(radius, dtype, make_stack):
     np.testing.assert_array_equal(temporal_median(stack, radius), ref)
     pipeline = Pipeline([("temporal_median", {"radius": radius})], name="tmed")
     enh = ClassicEnhancer(pipeline, workers=2)
-    assert enh.context == radius and enh.default_overlap >= radius
+    caps = enh.capabilities
+    assert caps.context == radius and caps.default_overlap >= radius
     for chunk in (1, 3, 4, 11):
         np.testing.assert_array_equal(_chunked(enh, stack, chunk, radius), ref)
     # too little context is visibly wrong (the test can fail)
@@ -125,3 +136,43 @@ def test_uneven_factors_are_caught_at_run_time(make_stack):
     assert enh.scale == 1
     with pytest.raises(ParameterError, match="do not divide this frame size evenly"):
         enh.enhance(make_stack(np.uint8, "gray", frames=1, shape=(15, 20)))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize(
+    "steps, last_reports",
+    [
+        ([("unsharp_mask", {})], "frames"),  # per-frame steps: each frame as it finishes
+        ([("unsharp_mask", {}), ("temporal_median", {"radius": 1})], "end"),
+        ([("temporal_median", {"radius": 1}), ("resize", {"factor": 2})], "frames"),
+    ],
+)
+def test_step_called_once_per_output_frame(make_stack, workers, steps, last_reports):
+    stack = make_stack(np.uint8, "rgb", frames=7, shape=(12, 16))
+    pipeline = Pipeline(steps, name="p")
+    calls: list[int | None] = []
+    with ClassicEnhancer(pipeline, workers=workers) as enh:
+        out = enh.enhance(stack, step=calls.append)
+        np.testing.assert_array_equal(out, enh.enhance(stack))
+    frames = [c for c in calls if c is not None]
+    assert sorted(frames) == list(range(7))
+    if last_reports == "end":  # a temporal last step finishes every frame at once
+        assert calls[-7:] == list(range(7)) and None in calls[:-7]
+    elif len(steps) > 1:  # the temporal first step gives check points, no frames
+        assert None in calls
+
+
+def test_step_may_cancel(make_stack):
+    from napari_vsr.errors import Cancelled
+
+    stack = make_stack(np.uint8, "gray", frames=9, shape=(12, 16))
+    calls = []
+
+    def step(i):
+        calls.append(i)
+        if len(calls) == 3:
+            raise Cancelled()
+
+    with ClassicEnhancer(get_preset("seed"), workers=1) as enh, pytest.raises(Cancelled):
+        enh.enhance(stack, step=step)
+    assert calls == [0, 1, 2]

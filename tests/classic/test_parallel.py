@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_vsr.classic import ClassicEnhancer, Pipeline, get_preset, resize, temporal_median
+from napari_vsr.classic import Pipeline, get_preset, resize, temporal_median
 from napari_vsr.classic import pipeline as pipeline_module
 from napari_vsr.classic.parallel import BufferRecycler, for_each, opencv_serial
+from napari_vsr.enhancers import ClassicEnhancer
 from napari_vsr.errors import ParameterError
 
 

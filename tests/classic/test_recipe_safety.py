@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_vsr.classic import ClassicEnhancer, Pipeline
+from napari_vsr.classic import Pipeline
 from napari_vsr.classic.pipeline import MAX_FRAME_PIXELS, REFERENCE_SIZE
 from napari_vsr.classic.recipe_text import MAX_DEPTH, MAX_RECIPE_BYTES
 from napari_vsr.cli import main
-from napari_vsr.enhancers import make_enhancer
+from napari_vsr.enhancers import ClassicEnhancer, make_enhancer
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnreadableMediaError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from napari_vsr.cli import main
-from napari_vsr.device import is_out_of_memory, memory_kind
 from napari_vsr.engine import enhance
 from napari_vsr.errors import DeviceError
 from napari_vsr.io import open_frames
+from napari_vsr.models.device import is_out_of_memory, memory_kind
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -227,16 +227,16 @@ class HostOomAbove(toy.UpscaleNearest):
     """Really fails to allocate host memory (PyTorch or numpy) for inputs above ``limit`` px."""
 
     def __init__(self, limit: int, *, how: str = "torch", tileable: bool = True):
-        super().__init__(scale=2, chunk=4)
-        self.limit, self.how, self.tileable = limit, how, tileable
+        super().__init__(scale=2, chunk=4, tileable=tileable)
+        self.limit, self.how = limit, how
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:
         if max(frames.shape[1:3]) > self.limit:
             if self.how == "torch":
                 torch.empty(2**50, dtype=torch.uint8)
             else:
                 np.empty(2**62, dtype=np.uint8)
-        return super().enhance(frames)
+        return super().enhance(frames, step=step)
 
 
 @pytest.mark.parametrize("how", ["torch", "numpy"])
@@ -278,3 +278,20 @@ def test_cli_host_out_of_memory_is_one_line(three, tmp_path, capsys, monkeypatch
     (line,) = _lines(capsys.readouterr().err)
     assert line.startswith("napari-vsr enhance: error: out of memory on ")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_cli_closes_its_enhancer(three, tmp_path, monkeypatch, fails):
+    import napari_vsr.enhancers as enhancers
+
+    made = []
+
+    def make(*a, **k):
+        made.append(HostOomAbove(4 if fails else 10_000, tileable=False))
+        return made[-1]
+
+    monkeypatch.setattr(enhancers, "make_enhancer", make)
+    out = tmp_path / "out.mp4"
+    code = main(["enhance", str(three), "-o", str(out), "--method", "classic", "-q"])
+    assert code == (1 if fails else 0)
+    assert made and made[0].closed == 1  # the engine leaves closing to its caller, the CLI

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_vsr.device import choose_device, choose_dtype, is_out_of_memory, precision_name
 from napari_vsr.engine import Progress, format_progress
 from napari_vsr.errors import DeviceError, ParameterError
+from napari_vsr.models.device import choose_device, choose_dtype, is_out_of_memory, precision_name
 
 
 def test_auto_device_and_precision():

@@ -37,7 +37,7 @@ def test_chunks_equal_network_on_chunk_with_context(rng):
     # overlap matters: the recurrence makes chunk outputs differ from the whole run
     whole = enh.run(frames)
     assert np.abs(out - whole).max() > 1e-4
-    assert enh.closed == 1
+    assert enh.closed == 0  # the caller owns the enhancer
 
 
 def test_temporal_context_exact_when_overlap_covers_it(rng):
@@ -161,16 +161,92 @@ def test_unsupported_dtype_for_network(rng):
         enhance(np.zeros((2, 4, 4, 3), np.int32), toy.TinyRecurrent())
 
 
-def test_progress_reports_every_chunk(rng):
+def test_progress_reports_every_frame(rng):
     frames = rng.random((10, 4, 4, 3), dtype=np.float32)
     seen: list[Progress] = []
     list(enhance(frames, toy.TinyRecurrent(), chunk=4, overlap=1, progress=seen.append))
-    assert [p.done for p in seen] == [0, 4, 8, 10]
-    assert all(p.total == 10 for p in seen)
+    # context frames (one each side) are not counted: one record per kept frame
+    assert [p.done for p in seen] == list(range(11))
+    assert all(p.total == 10 and p.stage == "enhancing" for p in seen)
     assert seen[0].eta_s is None and seen[-1].eta_s == 0 and seen[-1].fps > 0
 
 
-def test_cancel_between_chunks_closes_enhancer(rng):
+def test_progress_every_chunk_when_the_enhancer_reports_no_frames(rng):
+    frames = rng.integers(0, 255, (12, 5, 6), dtype=np.uint8)
+    seen: list[Progress] = []
+    list(enhance(frames, toy.TemporalMean(k=1, chunk=5), progress=seen.append))
+    assert [p.done for p in seen] == [0, 5, 10, 12]
+
+
+def test_tiled_progress_counts_a_frame_once_all_tiles_are_done(rng):
+    frames = rng.integers(0, 255, (6, 40, 40, 3), dtype=np.uint8)
+    enh = toy.UpscaleNearest(scale=2, chunk=3)
+    seen: list[int] = []
+    list(
+        enhance(
+            frames, enh, tile=24, tile_overlap=4, overlap=1, progress=lambda p: seen.append(p.done)
+        )
+    )
+    assert len(enh.calls) == 2 * 4  # two chunks of four tiles
+    assert seen == list(range(7))
+
+
+def test_planes_progress_counts_a_frame_once_every_plane_is_done(rng):
+    frames = rng.integers(0, 255, (4, 3, 6, 6), dtype=np.uint8)  # (T, Z, Y, X)
+    enh = toy.UpscaleNearest(scale=2, chunk=4)
+    seen: list[int] = []
+    list(enhance(frames, enh, progress=lambda p: seen.append(p.done)))
+    assert len(enh.calls) == 3 and seen == [0, 1, 2, 3, 4]
+
+
+def test_cancel_inside_a_chunk_within_one_frame(rng):
+    frames = rng.random((12, 4, 4, 3), dtype=np.float32)
+    enh = toy.TinyRecurrent()
+    token = CancelToken()
+    seen: list[int] = []
+    steps: list[int | None] = []
+    real = enh.net.forward
+
+    def counting(lqs, step=None):
+        def spy(i):
+            steps.append(i)
+            step(i)
+
+        return real(lqs, spy)
+
+    enh.net.forward = counting
+
+    def on_progress(p: Progress) -> None:
+        seen.append(p.done)
+        if p.done == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        list(enhance(frames, enh, chunk=12, progress=on_progress, cancel=token))
+    # one chunk: 12 backward steps, then output frames 0, 1, 2; the step after frame 2 stops it
+    assert seen == [0, 1, 2, 3]
+    assert steps == [None] * 12 + [0, 1, 2, 3]
+
+
+def test_cancel_during_the_backward_pass(rng):
+    frames = rng.random((12, 4, 4, 3), dtype=np.float32)
+    enh = toy.TinyRecurrent()
+    token = CancelToken()
+    calls = []
+
+    def step(i):
+        calls.append(i)
+        if len(calls) == 5:
+            token.cancel()
+
+    real = enh.net.forward
+    enh.net.forward = lambda lqs, s=None: real(lqs, lambda i: (step(i), s(i)))
+    with pytest.raises(Cancelled):
+        list(enhance(frames, enh, chunk=12, cancel=token))
+    assert calls == [None] * 5  # the backward step during which it was set raised
+
+
+def test_cancel_between_chunks(rng):
     frames = rng.random((20, 4, 4, 3), dtype=np.float32)
     enh = toy.TinyRecurrent()
     token = CancelToken()
@@ -180,18 +256,43 @@ def test_cancel_between_chunks_closes_enhancer(rng):
         if p.done >= 6:
             token.cancel()
 
+    # no context: frame 5 is the last step of the first chunk, which is delivered whole
     with pytest.raises(Cancelled):
-        for i, _ in enhance(frames, enh, chunk=6, progress=on_progress, cancel=token):
+        for i, _ in enhance(frames, enh, chunk=6, overlap=0, progress=on_progress, cancel=token):
             got.append(i)
     assert got == list(range(6))
-    assert token.cancelled and enh.closed == 1
+    assert token.cancelled and enh.closed == 0  # the caller owns the enhancer
+    # with context frames after the chunk, their steps stop it before anything is yielded
+    got.clear()
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        for i, _ in enhance(frames, enh, chunk=6, overlap=2, progress=on_progress, cancel=token):
+            got.append(i)
+    assert got == []
 
 
-def test_early_close_closes_enhancer(rng):
-    enh = toy.TinyRecurrent()
-    gen = enhance(rng.random((20, 4, 4, 3), dtype=np.float32), enh, chunk=3)
+def test_engine_releases_device_memory_and_never_closes(monkeypatch, rng):
+    import napari_vsr.engine as engine
+
+    released = []
+    monkeypatch.setattr(engine, "release_memory", released.append)
+    enh = toy.UpscaleNearest(device="cpu")
+    gen = enhance(rng.integers(0, 9, (20, 4, 4), dtype=np.uint8), enh, chunk=3)
     next(gen)
     gen.close()
+    assert released == ["cpu"] and enh.closed == 0
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        list(enhance(rng.integers(0, 9, (4, 4, 4), dtype=np.uint8), enh, cancel=token))
+    assert released == ["cpu", "cpu"]
+    list(enhance(rng.integers(0, 9, (4, 4, 4), dtype=np.uint8), toy.UpscaleNearest()))
+    assert len(released) == 2  # host-only enhancers have no device memory
+
+
+def test_enhancer_is_a_context_manager():
+    with toy.UpscaleNearest() as enh:
+        pass
     assert enh.closed == 1
 
 
@@ -217,7 +318,7 @@ def test_out_of_memory_not_tileable_is_device_error(rng):
     from napari_vsr.errors import DeviceError
 
     enh = toy.OomBelow(limit=4)
-    enh.tileable = False
+    enh.declare(tileable=False)
     with pytest.raises(DeviceError, match="out of device memory"):
         list(enhance(rng.integers(0, 9, (2, 8, 8), dtype=np.uint8), enh))
 
@@ -237,10 +338,7 @@ class _Sized(toy.UpscaleNearest):
     """Nearest x2 that claims a device and a memory estimate of ``per_px`` bytes per pixel-frame."""
 
     def __init__(self, device: str, per_px: int):
-        super().__init__(scale=2, chunk=16)
-        import torch
-
-        self.device = torch.device(device)
+        super().__init__(scale=2, chunk=16, device=device)
         self.per_px = per_px
 
     def estimate_memory(self, n_frames: int, height: int, width: int) -> int:
@@ -262,7 +360,7 @@ def test_auto_chunk_shrinks_on_cpu_when_ram_is_short(monkeypatch, rng):
 
 
 def test_auto_tile_from_free_device_memory(monkeypatch, rng):
-    import napari_vsr.device as device
+    import napari_vsr.models.device as device
 
     monkeypatch.setattr(device, "free_memory_bytes", lambda dev: 100_000)
     enh = _Sized("cuda", per_px=10)  # 4 frames of 60x80 need 192 kB; 60 kB may be planned for

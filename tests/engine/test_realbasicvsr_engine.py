@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_vsr.engine import enhance, plan_output
-from napari_vsr.enhancers import RealBasicVSREnhancer, make_enhancer
-from napari_vsr.errors import ParameterError
+from napari_vsr.engine import CancelToken, Progress, enhance, plan_output
+from napari_vsr.enhancers import Capabilities, make_enhancer
+from napari_vsr.enhancers.realbasicvsr import RealBasicVSREnhancer
+from napari_vsr.errors import Cancelled, ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,19 @@ def _network(enh: RealBasicVSREnhancer, frames: np.ndarray) -> np.ndarray:
 
 
 def test_adapter_attributes(enhancer, golden_weights):
-    assert enhancer.scale == 4 and enhancer.input_kind == "rgb01" and enhancer.tileable
+    assert enhancer.capabilities == Capabilities(
+        scale=4,
+        context=0,
+        tileable=True,
+        default_chunk=20,
+        default_overlap=4,
+        tile_overlap=16,
+        input_kind="rgb01",
+        accepts_integer_rgb=True,
+        device="cpu",
+        precisions=("fp32", "fp16", "bf16"),
+    )
+    assert enhancer.scale == 4 and enhancer.estimate_memory(10, 64, 64) > 0
     assert enhancer.device == torch.device("cpu") and enhancer.precision == "fp32"
     assert enhancer.weights_path and len(enhancer.weights_sha256) == 64
     d = enhancer.describe()
@@ -78,7 +91,7 @@ def test_uint8_rgb_and_channels_last_off(enhancer, golden_weights):
 
 def test_uint16_rgb_scaled_on_device(enhancer):
     frames16 = np.rint(_clip(2, 16, 20) * 65535).astype(np.uint16)
-    assert enhancer.accepts_integer_rgb
+    assert enhancer.capabilities.accepts_integer_rgb
     out = np.stack([f for _, f in enhance(frames16, enhancer, tile=0)])
     assert out.dtype == np.uint16 and out.shape == (2, 64, 80, 3)
     ref = np.clip(_network(enhancer, frames16.astype(np.float32) / 65535), 0, 1) * 65535
@@ -101,3 +114,101 @@ def test_factory_rejects_mixed_options(golden_weights):
         make_enhancer("esrgan")
     with pytest.raises(ParameterError, match="realbasicvsr"):
         make_enhancer("classic", weights=golden_weights)
+
+
+class _CountingSteps:
+    """Wraps the network's forward to record every ``step(phase, i)`` it makes."""
+
+    def __init__(self, enh: RealBasicVSREnhancer, monkeypatch):
+        self.calls: list[tuple[str, int]] = []
+        net = enh._net
+        real = net.forward
+
+        def forward(lqs, *, step=None):
+            def spy(phase: str, i: int) -> None:
+                self.calls.append((phase, i))
+                if step is not None:
+                    step(phase, i)
+
+            return real(lqs, step=spy)
+
+        monkeypatch.setattr(net, "forward", forward)
+
+
+def test_one_chunk_reports_every_frame(enhancer, monkeypatch):
+    frames = _clip(6, 32, 32)
+    seen: list[Progress] = []
+    steps = _CountingSteps(enhancer, monkeypatch)
+    out = np.stack([f for _, f in enhance(frames, enhancer, chunk=6, tile=0, progress=seen.append)])
+    assert [p.done for p in seen] == list(range(7))  # start, then one record per frame
+    assert all(p.total == 6 and p.stage == "enhancing" for p in seen)
+    assert steps.calls == [("backward", i) for i in range(5, -1, -1)] + [
+        ("output", i) for i in range(6)
+    ]
+    assert np.abs(out - _network(enhancer, frames)).max() <= 1e-4
+
+
+def test_context_frames_are_not_counted(enhancer):
+    frames = _clip(4, 24, 24)
+    seen: list[int] = []
+    list(
+        enhance(
+            frames, enhancer, chunk=2, overlap=1, tile=0, progress=lambda p: seen.append(p.done)
+        )
+    )
+    assert seen == list(range(5))
+
+
+def test_cancel_inside_a_chunk_within_one_frame(enhancer, monkeypatch):
+    frames = _clip(8, 32, 32)
+    token = CancelToken()
+    seen: list[int] = []
+    steps = _CountingSteps(enhancer, monkeypatch)
+
+    def on_progress(p: Progress) -> None:
+        seen.append(p.done)
+        if p.done == 3:  # output frame 2 is finished
+            token.cancel()
+
+    got = []
+    with pytest.raises(Cancelled):
+        for i, _ in enhance(frames, enhancer, chunk=8, tile=0, progress=on_progress, cancel=token):
+            got.append(i)
+    assert got == [] and seen == [0, 1, 2, 3]
+    outputs = [i for phase, i in steps.calls if phase == "output"]
+    assert outputs == [0, 1, 2, 3]  # at most one more time step ran before Cancelled
+
+
+def test_cancel_during_the_backward_pass(enhancer, monkeypatch):
+    frames = _clip(8, 32, 32)
+    token = CancelToken()
+    steps = _CountingSteps(enhancer, monkeypatch)
+    real_cancel = token.raise_if_cancelled
+    checks = []
+
+    def check() -> None:
+        checks.append(len(steps.calls))
+        if len(steps.calls) == 3:
+            token.cancel()
+        real_cancel()
+
+    monkeypatch.setattr(token, "raise_if_cancelled", check)
+    with pytest.raises(Cancelled):
+        list(enhance(frames, enhancer, chunk=8, tile=0, cancel=token))
+    assert steps.calls == [("backward", 7), ("backward", 6), ("backward", 5)]
+
+
+def test_tiled_one_chunk_counts_frames_when_all_tiles_are_done(enhancer):
+    frames = _clip(3, 40, 72)
+    seen: list[int] = []
+    list(
+        enhance(
+            frames,
+            enhancer,
+            chunk=3,
+            tile=40,
+            tile_overlap=16,
+            progress=lambda p: seen.append(p.done),
+        )
+    )
+    assert seen == [0, 1, 2, 3]

@@ -1,29 +1,47 @@
-"""Small deterministic enhancers for engine tests (no weights, fast on CPU)."""
+"""Small deterministic enhancers for engine tests (no weights, fast on CPU).
+
+Each declares its :class:`~napari_vsr.enhancers.Capabilities`; ``UpscaleNearest`` and
+``TinyRecurrent`` call ``step`` per finished frame (``TinyRecurrent`` also ``step(None)`` per
+backward time step), ``TemporalMean`` never does (an enhancer that ignores ``step``).
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from napari_vsr.enhancer import Enhancer
+from napari_vsr.enhancers import Capabilities, Enhancer
 
 
 class UpscaleNearest(Enhancer):
     """Native enhancer: pixel repeat by ``scale`` plus one, per frame; counts calls and sizes."""
 
     name = "nearest"
-    input_kind = "native"
-    tileable = True
 
-    def __init__(self, scale: int = 2, *, chunk: int = 4):
-        self.scale = scale
-        self.default_chunk = chunk
+    def __init__(
+        self, scale: int = 2, *, chunk: int = 4, tileable: bool = True, device: str | None = None
+    ):
+        self.capabilities = Capabilities(
+            scale=scale, default_chunk=chunk, tileable=tileable, device=device
+        )
         self.calls: list[tuple[int, ...]] = []
+        self.steps: list[int | None] = []
         self.closed = 0
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def declare(self, **changes) -> None:
+        """Change some capabilities (e.g. ``tileable=False``)."""
+        self.capabilities = replace(self.capabilities, **changes)
+
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:
         self.calls.append(frames.shape)
-        out = frames.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+        s = self.capabilities.scale
+        out = frames.repeat(s, axis=1).repeat(s, axis=2)
+        for i in range(len(frames)):
+            self.steps.append(i)
+            if step is not None:
+                step(i)
         return out
 
     def close(self) -> None:
@@ -34,18 +52,16 @@ class TemporalMean(Enhancer):
     """Native temporal mean over +-k frames (clipped at the sequence ends), scale 1, float64 out."""
 
     name = "tmean"
-    input_kind = "native"
 
     def __init__(self, k: int = 2, *, chunk: int = 5):
-        self.context = k
-        self.default_overlap = k
-        self.default_chunk = chunk
+        self.k = k
+        self.capabilities = Capabilities(context=k, default_overlap=k, default_chunk=chunk)
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:  # never calls step
         x = frames.astype(np.float64)
         out = np.empty_like(x)
         for t in range(len(x)):
-            out[t] = x[max(0, t - self.context) : t + self.context + 1].mean(axis=0)
+            out[t] = x[max(0, t - self.k) : t + self.k + 1].mean(axis=0)
         return out.astype(frames.dtype)
 
 
@@ -60,13 +76,17 @@ class TinyRecurrentNet(torch.nn.Module):
             self.mix.weight.copy_(torch.randn(self.mix.weight.shape, generator=g) * 0.1)
             self.mix.bias.zero_()
 
-    def forward(self, lqs: torch.Tensor) -> torch.Tensor:  # (N, T, 3, H, W) -> (N, T, 3, 2H, 2W)
+    def forward(self, lqs: torch.Tensor, step=None) -> torch.Tensor:
+        """(N, T, 3, H, W) -> (N, T, 3, 2H, 2W); ``step(None)`` per backward step, ``step(i)``
+        per output frame."""
         n, t, c, h, w = lqs.shape
         state = torch.zeros(n, c, h, w)
         back = []
         for i in range(t - 1, -1, -1):
             state = torch.tanh(self.mix(torch.cat([lqs[:, i], state], 1)))
             back.append(state)
+            if step is not None:
+                step(None)
         back.reverse()
         state = torch.zeros(n, c, h, w)
         outs = []
@@ -76,6 +96,8 @@ class TinyRecurrentNet(torch.nn.Module):
                 lqs[:, i] + 0.1 * state, scale_factor=2, mode="nearest"
             )
             outs.append(up)
+            if step is not None:
+                step(i)
         return torch.stack(outs, 1)
 
 
@@ -83,25 +105,23 @@ class TinyRecurrent(Enhancer):
     """rgb01 adapter around :class:`TinyRecurrentNet`."""
 
     name = "tiny"
-    scale = 2
-    input_kind = "rgb01"
-    tileable = True
-    default_chunk = 6
-    default_overlap = 2
+    capabilities = Capabilities(
+        scale=2, input_kind="rgb01", tileable=True, default_chunk=6, default_overlap=2
+    )
 
     def __init__(self):
         self.net = TinyRecurrentNet().eval()
         self.closed = 0
 
-    def run(self, frames: np.ndarray) -> np.ndarray:
+    def run(self, frames: np.ndarray, step=None) -> np.ndarray:
         """(T, H, W, 3) float32 -> (T, 2H, 2W, 3) float32, the whole array at once."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]
-            return self.net(x)[0].permute(0, 2, 3, 1).numpy()
+            return self.net(x, step)[0].permute(0, 2, 3, 1).numpy()
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:
         assert frames.dtype == np.float32 and frames.shape[-1] == 3
-        return self.run(frames)
+        return self.run(frames, step)
 
     def close(self) -> None:
         self.closed += 1
@@ -114,10 +134,10 @@ class OomBelow(UpscaleNearest):
         super().__init__(scale=2, chunk=4)
         self.limit = limit
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step=None) -> np.ndarray:
         if max(frames.shape[1:3]) > self.limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return super().enhance(frames)
+        return super().enhance(frames, step=step)
 
 
 class LazyFrames:

@@ -113,7 +113,7 @@ def test_device_and_dtype(golden_ckpt):
     net = load_realbasicvsr(golden_ckpt, device="cpu", dtype="bf16")
     assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
     assert net.basicvsr.spynet.mean.dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ValueError, match="precision: expected one of fp32, fp16, bf16"):
         load_realbasicvsr(golden_ckpt, dtype="int8")
 
 

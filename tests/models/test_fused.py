@@ -135,3 +135,9 @@ def test_enhancer_uses_the_fused_path_on_cpu_fp32(golden_dir):
     )
     assert enh.fused and enh.describe()["fused"] is True
     assert enh._net.basicvsr.backward_resblocks._fused is not None
+    # the fused path with a step callback: same output, one step per time step
+    frames = np.random.default_rng(0).random((3, 24, 24, 3), dtype=np.float32)
+    calls = []
+    stepped = enh.enhance(frames, step=calls.append)
+    np.testing.assert_array_equal(stepped, enh.enhance(frames))
+    assert calls == [None, None, None, 0, 1, 2]

@@ -199,3 +199,46 @@ def test_cuda_autocast_psnr(cuda_results, golden_input, dtype):
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
         out = gnet(golden_input.cuda()).float().cpu()
     assert _psnr(out.clamp(0, 1), ref.clamp(0, 1)) >= 45.0
+
+
+def test_step_callback_does_not_change_the_output(net, small_clip):
+    clip = torch.cat([small_clip, small_clip.flip(1), small_clip], dim=1)  # (1, 6, 3, 64, 64)
+    calls: list[tuple[str, int]] = []
+    with torch.inference_mode():
+        plain = net(clip)
+        stepped = net(clip, step=lambda phase, i: calls.append((phase, i)))
+    assert torch.equal(plain, stepped)
+    assert calls == [("backward", i) for i in range(5, -1, -1)] + [("output", i) for i in range(6)]
+
+
+def test_step_reports_frames_after_each_upsampling_batch(net, small_clip):
+    calls: list[tuple[str, int]] = []
+    net.max_batch_pixels = 64 * 64  # one frame per upsampling batch
+    try:
+        order = []
+
+        def step(phase, i):
+            calls.append((phase, i))
+            order.append(i)
+
+        with torch.inference_mode():
+            out = net(small_clip[:, :, :, :40, :40], step=step)  # padded to 64 px inside
+    finally:
+        net.max_batch_pixels = 1 << 18
+    assert out.shape == (1, 2, 3, 160, 160)
+    assert calls == [("backward", 1), ("backward", 0), ("output", 0), ("output", 1)]
+
+
+def test_step_may_stop_the_forward(net, small_clip):
+    from napari_vsr.errors import Cancelled
+
+    calls = []
+
+    def step(phase, i):
+        calls.append((phase, i))
+        if phase == "backward":
+            raise Cancelled()
+
+    with torch.inference_mode(), pytest.raises(Cancelled):
+        net(small_clip, step=step)
+    assert calls == [("backward", 1)]

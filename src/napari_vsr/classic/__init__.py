@@ -22,13 +22,13 @@ edges (analysis)       ``sobel_magnitude``, ``canny``
 
 :class:`Pipeline` chains them and reads/writes JSON/YAML recipes; :data:`PRESETS` holds named
 pipelines (``"seed"`` reproduces the original tool's traditional method bit for bit);
-:class:`ClassicEnhancer` runs a pipeline through the engine with frames in parallel threads.
+:class:`~napari_vsr.enhancers.ClassicEnhancer` runs a pipeline through the engine with frames in
+parallel threads.
 """
 
 from napari_vsr.classic.contrast import adjust_gamma, clahe, equalize_hist
 from napari_vsr.classic.dtypes import SUPPORTED_DTYPES, full_scale
 from napari_vsr.classic.edges import canny, sobel_magnitude
-from napari_vsr.classic.enhancer import ClassicEnhancer
 from napari_vsr.classic.filters import (
     bilateral_filter,
     gaussian_blur,
@@ -48,7 +48,6 @@ __all__ = [
     "OPERATORS",
     "PRESETS",
     "SUPPORTED_DTYPES",
-    "ClassicEnhancer",
     "Operator",
     "Param",
     "Pipeline",

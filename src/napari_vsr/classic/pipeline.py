@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -216,6 +217,7 @@ class Pipeline:
         executor: Executor | None = None,
         workers: int | None = None,
         out: np.ndarray | None = None,
+        step: Callable[[int | None], None] | None = None,
     ) -> np.ndarray:
         """Run every step on a stack of frames, optionally in parallel threads.
 
@@ -238,6 +240,12 @@ class Pipeline:
         out : ndarray, optional
             Where to write the result: the shape, dtype and layout of the return value.  Saves
             allocating (and page-faulting) a fresh output array for every stack.
+        step : callable, optional
+            ``step(t)`` once output frame ``t`` is final (when the last step is per-frame: as
+            each frame finishes, from the worker threads but one call at a time; after a
+            temporal last step: all frames at the end), ``step(None)`` after each frame of an
+            earlier per-frame group and each band of a temporal step.  What it raises
+            (``Cancelled``) stops the other tasks and propagates.
 
         Returns
         -------
@@ -259,22 +267,33 @@ class Pipeline:
         tasks = 1 if executor is None else (workers or usable_cpus())
         run = map if executor is None else executor.map
         groups = self._groups()
+        step = _serialised(step)
+        reported = False  # whether step(t) was called for every output frame
         for i, group in enumerate(groups):
             spec = group[0].operator
-            final = target if i == len(groups) - 1 else None
+            last_group = i == len(groups) - 1
+            final = target if last_group else None
             if spec.temporal:
-                step = group[0]
+
+                def band(b, s=group[0], a=arr):
+                    part = s.operator.run(a[:, b], s.params)
+                    if step is not None:
+                        step(None)
+                    return part
+
                 bands = _bands(arr.shape[1], tasks)  # the height here, after any resize
                 with opencv_serial() if len(bands) > 1 else nullcontext():
-                    parts = list(
-                        run(lambda b, s=step, a=arr: s.operator.run(a[:, b], s.params), bands)
-                    )
+                    parts = list(run(band, bands))
                 if len(parts) == 1:
                     arr = parts[0]
                 else:  # straight into the caller's ``out`` when this is the last step
                     arr = np.concatenate(parts, axis=1, out=final)
             else:
-                arr = self._run_frames(arr, group, executor, tasks, final)
+                arr = self._run_frames(arr, group, executor, tasks, final, step, last_group)
+                reported = last_group
+        if step is not None and not reported:
+            for t in range(arr.shape[0]):
+                step(t)
         if target is not None:
             if arr is not target:
                 target[...] = arr
@@ -294,8 +313,13 @@ class Pipeline:
         executor: Executor | None,
         tasks: int,
         out: np.ndarray | None = None,
+        step: Callable[[int | None], None] | None = None,
+        last_group: bool = False,
     ) -> np.ndarray:
-        """Per-frame steps over a channels-last stack; each task writes its frames in place."""
+        """Per-frame steps over a channels-last stack; each task writes its frames in place.
+
+        ``step(t)`` after frame ``t`` when this is the last group, else ``step(None)``.
+        """
         height, width = _output_size(group, *arr.shape[1:3])
         if out is None:
             out = np.empty((arr.shape[0], height, width) + arr.shape[3:], dtype=arr.dtype)
@@ -305,6 +329,8 @@ class Pipeline:
         def one(t: int) -> None:
             frame = self._run_frame(arr[t], head) if head else arr[t]
             last.operator.run_into(frame, out[t], last.params)
+            if step is not None:
+                step(t if last_group else None)
 
         for_each(one, arr.shape[0], executor, tasks)
         return out
@@ -489,3 +515,16 @@ def _bands(height: int, parts: int) -> list[slice]:
     parts = max(1, min(parts, height))
     edges = [math.floor(i * height / parts) for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _serialised(step: Callable[[int | None], None] | None) -> Callable[[int | None], None] | None:
+    """``step`` made safe to call from several worker threads (one call at a time)."""
+    if step is None:
+        return None
+    lock = threading.Lock()
+
+    def serialised(i: int | None) -> None:
+        with lock:
+            step(i)
+
+    return serialised

@@ -501,7 +501,7 @@ def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -
 
     opts = request.engine
     old = (stored or {}).get("engine", {})
-    caps_overlap = enhancer.default_overlap
+    caps_overlap = enhancer.capabilities.default_overlap
     overlap = opts.overlap if opts.overlap is not None else old.get("overlap", caps_overlap)
     out_shape, out_dtype = plan_output(shape, source.dtype, enhancer, rgb=rgb)
     chunk = opts.chunk if opts.chunk is not None else old.get("chunk")

@@ -21,7 +21,6 @@ _EXPORTS = {
     "generator_state_dict": "napari_vsr.models.checkpoint",
     "read_checkpoint": "napari_vsr.models.checkpoint",
     "load_realbasicvsr": "napari_vsr.models.loader",
-    "parse_dtype": "napari_vsr.models.loader",
     "weights": "napari_vsr.models.weights",
 }
 

@@ -3,6 +3,8 @@ flow, then fusion and x4 pixel-shuffle upsampling with a bilinear skip of the in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,11 @@ from napari_vsr.models.blocks import (
 )
 from napari_vsr.models.spynet import SPyNet
 
-__all__ = ["BasicVSRNet", "MIN_SIZE"]
+__all__ = ["BasicVSRNet", "MIN_SIZE", "NetworkStep"]
+
+#: ``step(phase, i)``: ``("backward", i)`` after time step ``i`` of the backward propagation,
+#: ``("output", i)`` once output frame ``i`` is written; may raise (e.g. ``Cancelled``) to stop
+NetworkStep = Callable[[str, int], None]
 
 #: smallest frame side the propagation handles (SPyNet's coarsest level needs >= 2 px);
 #: smaller frames are padded (edge replication) and the output cropped
@@ -110,13 +116,19 @@ class BasicVSRNet(nn.Module):
         base = F.interpolate(lqs, scale_factor=4, mode="bilinear", align_corners=False)
         return out + base
 
-    def forward(self, lqs: torch.Tensor) -> torch.Tensor:
+    def forward(self, lqs: torch.Tensor, *, step: NetworkStep | None = None) -> torch.Tensor:
         """Super-resolve a clip x4.
 
         Parameters
         ----------
         lqs : Tensor, (N, T, 3, H, W)
             RGB frames in [0, 1], floating dtype.  Not modified.
+        step : callable, optional
+            ``step("backward", i)`` after each time step ``i`` of the backward propagation
+            (T-1 down to 0), ``step("output", i)`` once output frame ``i`` is upsampled
+            (0 up to T-1; frames upsampled in one batch, see ``max_batch_pixels``, are reported
+            together after it).  For progress and cancel: what it raises propagates.  The
+            result does not depend on it.
 
         Returns
         -------
@@ -127,7 +139,7 @@ class BasicVSRNet(nn.Module):
         if h < MIN_SIZE or w < MIN_SIZE:
             ph, pw = max(MIN_SIZE - h, 0), max(MIN_SIZE - w, 0)
             padded = F.pad(lqs.reshape(n * t, c, h, w), (0, pw, 0, ph), mode="replicate")
-            out = self.forward(padded.view(n, t, c, h + ph, w + pw))
+            out = self.forward(padded.view(n, t, c, h + ph, w + pw), step=step)
             return out[..., : 4 * h, : 4 * w]
 
         if t > 1:
@@ -141,6 +153,8 @@ class BasicVSRNet(nn.Module):
                 feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
             feat = self.backward_resblocks(torch.cat([lqs[:, i], feat], dim=1))
             feats_backward[i] = feat
+            if step is not None:
+                step("backward", i)
 
         # forward-time propagation; fusion and upsampling batched over groups of frames
         group = max(1, self.max_batch_pixels // (n * h * w))
@@ -161,4 +175,7 @@ class BasicVSRNet(nn.Module):
                 if out is None:
                     out = res.new_empty(n, t, c, 4 * h, 4 * w)
                 out[:, start : i + 1] = res.unflatten(0, (-1, n)).transpose(0, 1)
+                if step is not None:
+                    for k in range(start, i + 1):
+                        step("output", k)
         return out

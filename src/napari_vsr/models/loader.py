@@ -15,38 +15,13 @@ from napari_vsr.models.checkpoint import (
     generator_state_dict,
     read_checkpoint,
 )
+from napari_vsr.models.device import parse_precision
 from napari_vsr.models.realbasicvsr import RealBasicVSRNet
 from napari_vsr.models.weights import resolve_weights, sha256_file
 
-__all__ = ["load_realbasicvsr", "parse_dtype"]
+__all__ = ["load_realbasicvsr"]
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.float16``, ``"fp16"``, ``"bfloat16"``... -> a floating torch dtype (None stays)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
-            raise ParameterError(f"dtype must be a floating dtype, got {dtype}")
-        return dtype
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ParameterError(
-            f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16"
-        ) from None
-
 
 def load_realbasicvsr(
     weights: str | os.PathLike | None = None,
@@ -85,7 +60,7 @@ def load_realbasicvsr(
     WeightsNotFoundError, CorruptWeightsError, ArchitectureMismatchError, WeightsDownloadError,
     ChecksumMismatchError, DeviceError
     """
-    torch_dtype = parse_dtype(dtype)
+    torch_dtype = None if dtype is None else parse_precision(dtype)
     try:
         torch_device = torch.device(device) if device is not None else None
     except (RuntimeError, TypeError) as exc:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from napari_vsr.errors import ParameterError, UnsupportedDtypeError
-from napari_vsr.models.basicvsr import BasicVSRNet
+from napari_vsr.models.basicvsr import BasicVSRNet, NetworkStep
 from napari_vsr.models.blocks import ResidualBlocksWithInputConv, in_slices
 
 __all__ = ["RealBasicVSRNet", "MAX_CLEANING_PASSES"]
@@ -117,7 +117,7 @@ class RealBasicVSRNet(nn.Module):
         log.debug("cleaning stopped after %d pass(es), mean residue %.5f", passes, float(level))
         return x.view(n, t, c, h, w)
 
-    def forward(self, lqs: torch.Tensor) -> torch.Tensor:
+    def forward(self, lqs: torch.Tensor, *, step: NetworkStep | None = None) -> torch.Tensor:
         """Clean and super-resolve a clip x4.
 
         Parameters
@@ -126,6 +126,9 @@ class RealBasicVSRNet(nn.Module):
             RGB frames in [0, 1] on the network's device.  Outside autocast the input is
             cast to the network's dtype.  Any H, W >= 1 (sides under 64 px are padded by edge
             replication and the output cropped).  Never modified.
+        step : callable, optional
+            Per-time-step callback of the propagation, ``step(phase, i)``; see
+            :meth:`BasicVSRNet.forward`.  What it raises (``Cancelled``) propagates.
 
         Returns
         -------
@@ -150,4 +153,4 @@ class RealBasicVSRNet(nn.Module):
         dtype = self.basicvsr.conv_last.weight.dtype
         if lqs.dtype != dtype and not torch.is_autocast_enabled(lqs.device.type):
             lqs = lqs.to(dtype)
-        return self.basicvsr(self.clean(lqs))
+        return self.basicvsr(self.clean(lqs), step=step)

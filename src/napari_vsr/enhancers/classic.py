@@ -1,4 +1,4 @@
-"""The classic pipelines as an :class:`~napari_vsr.enhancer.Enhancer` for the engine."""
+"""The classic pipelines as an :class:`~napari_vsr.enhancers.base.Enhancer` for the engine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from napari_vsr.classic.dtypes import SUPPORTED_DTYPES
 from napari_vsr.classic.parallel import BufferRecycler
 from napari_vsr.classic.pipeline import Pipeline, usable_cpus
-from napari_vsr.enhancer import Enhancer
+from napari_vsr.enhancers.base import Capabilities, Enhancer, StepCallback
 from napari_vsr.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ class ClassicEnhancer(Enhancer):
         Non-integer or input-dependent overall scale, or ``workers < 1``.
     """
 
-    input_kind = "native"
-    tileable = False
-
     def __init__(self, pipeline: Pipeline, *, workers: int | None = None):
         if not isinstance(pipeline, Pipeline):
             raise ParameterError(f"ClassicEnhancer needs a Pipeline, got {type(pipeline).__name__}")
@@ -63,11 +60,19 @@ class ClassicEnhancer(Enhancer):
         self.pipeline = pipeline
         self.workers = int(workers) if workers is not None else usable_cpus()
         self.name = f"classic:{pipeline.name}"
-        self.scale = int(scale)
-        self.context = pipeline.context
-        self.default_overlap = self.context
-        # bounded memory: 16 frames at scale 1, fewer when each output frame is scale**2 larger
-        self.default_chunk = max(2 * self.workers, 4 * self.context, 16 // self.scale**2)
+        scale = int(scale)
+        context = pipeline.context
+        self.capabilities = Capabilities(
+            scale=scale,
+            context=context,
+            tileable=False,
+            # bounded memory: 16 frames at scale 1, fewer when an output frame is scale**2 larger
+            default_chunk=max(2 * self.workers, 4 * context, 16 // scale**2),
+            default_overlap=context,
+            input_kind="native",
+            device=None,  # host only
+            precisions=(),  # computes in the source dtype
+        )
         self._pool: ThreadPoolExecutor | None = None
         self._buffers = BufferRecycler()
         self._checked: tuple[int, int] | None = None
@@ -100,20 +105,25 @@ class ClassicEnhancer(Enhancer):
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="napari-vsr-classic")
         return self._pool
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step: StepCallback | None = None) -> np.ndarray:
         """Enhance a chunk.
 
         Parameters
         ----------
         frames : ndarray, (T, H, W) or (T, H, W, C), uint8/uint16/float32
             Never modified.
+        step : callable, optional
+            ``step(t)`` as output frame ``t`` finishes (from the worker threads, one call at
+            a time), ``step(None)`` after each frame or band of earlier steps; see
+            :meth:`Pipeline.apply_stack`.
 
         Returns
         -------
         ndarray, (T, H * scale, W * scale[, C]), same dtype
         """
         frames = np.asarray(frames)
-        expected = (frames.shape[1] * self.scale, frames.shape[2] * self.scale)
+        scale = self.capabilities.scale
+        expected = (frames.shape[1] * scale, frames.shape[2] * scale)
         if frames.ndim not in (3, 4) or frames.dtype not in SUPPORTED_DTYPES:
             return self.pipeline.apply_stack(frames)  # raises the pipeline's own error
         if self._checked != frames.shape[1:3]:
@@ -127,15 +137,15 @@ class ClassicEnhancer(Enhancer):
             )
         out = self._buffers.get((frames.shape[0], *expected, *frames.shape[3:]), frames.dtype)
         return self.pipeline.apply_stack(
-            frames, executor=self._executor(), workers=self.workers, out=out
+            frames, executor=self._executor(), workers=self.workers, out=out, step=step
         )
 
     def describe(self) -> dict[str, Any]:
         """Method, scale, context and the full recipe (JSON-serialisable)."""
         return {
             "method": self.name,
-            "scale": self.scale,
-            "context": self.context,
+            "scale": self.capabilities.scale,
+            "context": self.capabilities.context,
             "pipeline": self.pipeline.to_dict(),
         }
 
@@ -146,9 +156,3 @@ class ClassicEnhancer(Enhancer):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def __enter__(self) -> ClassicEnhancer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,27 +1,26 @@
-"""Concrete enhancers for the engine: the RealBasicVSR adapter and the factory for all methods.
-
-:func:`make_enhancer` is what the CLI and the widgets call; it turns a method name and the
-user's options into an :class:`~napari_vsr.enhancer.Enhancer`.
-"""
+"""RealBasicVSR x4 as an :class:`~napari_vsr.enhancers.base.Enhancer` (imports PyTorch)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from napari_vsr.device import choose_device, choose_dtype, precision_name, release_memory
-from napari_vsr.enhancer import Enhancer
-from napari_vsr.errors import ParameterError
+from napari_vsr.enhancers.base import Capabilities, Enhancer, StepCallback
 from napari_vsr.jobs.progress import CancelToken, ProgressCallback
+from napari_vsr.models.device import (
+    PRECISION_NAMES,
+    choose_device,
+    choose_dtype,
+    precision_name,
+    release_memory,
+)
 
 log = logging.getLogger(__name__)
-
-METHODS = ("realbasicvsr", "classic")
-
 
 class RealBasicVSREnhancer(Enhancer):
     """RealBasicVSR x4 as an engine enhancer.
@@ -60,16 +59,6 @@ class RealBasicVSREnhancer(Enhancer):
     """
 
     name = "realbasicvsr"
-    scale = 4
-    context = 0
-    default_chunk = 20
-    default_overlap = 4
-    input_kind = "rgb01"
-    tileable = True
-    #: tile overlap in input pixels (see benchmarks/notes_engine.md)
-    default_tile_overlap = 16
-    #: uint8/uint16 RGB chunks are also accepted (scaled, clipped and rounded on the device)
-    accepts_integer_rgb = True
 
     def __init__(
         self,
@@ -93,6 +82,19 @@ class RealBasicVSREnhancer(Enhancer):
         self._load(progress, cancel)
         self.weights_path: str | None = self._net.weights_path
         self.weights_sha256: str | None = self._net.weights_sha256
+        self.capabilities = Capabilities(
+            scale=4,
+            context=0,
+            tileable=True,
+            default_chunk=20,
+            default_overlap=4,
+            tile_overlap=16,  # input pixels (see benchmarks/notes_engine.md)
+            input_kind="rgb01",
+            # uint8/uint16 RGB chunks are also accepted (scaled, clipped and rounded on the device)
+            accepts_integer_rgb=True,
+            device=str(self.device),
+            precisions=PRECISION_NAMES,
+        )
 
     @property
     def precision(self) -> str:
@@ -133,13 +135,17 @@ class RealBasicVSREnhancer(Enhancer):
             ", fused convolutions" if self.fused else "",
         )
 
-    def enhance(self, frames: np.ndarray) -> np.ndarray:
+    def enhance(self, frames: np.ndarray, *, step: StepCallback | None = None) -> np.ndarray:
         """Super-resolve one chunk.
 
         Parameters
         ----------
         frames : ndarray, (T, H, W, 3)
             float32 RGB in [0, 1], or uint8/uint16 RGB (scaled by the dtype maximum).
+        step : callable, optional
+            ``step(None)`` after each time step of the backward propagation, ``step(i)`` once
+            output frame ``i`` is upsampled (frames upsampled together in one batch are
+            reported together); see :meth:`RealBasicVSRNet.forward`.
 
         Returns
         -------
@@ -159,7 +165,8 @@ class RealBasicVSREnhancer(Enhancer):
             if not self.channels_last:
                 lqs = lqs.contiguous()
             lqs = lqs.to(self.dtype)
-            out = self._net(lqs)[0].permute(0, 2, 3, 1)  # (T, 4H, 4W, 3) on the device
+            # (T, 4H, 4W, 3) on the device
+            out = self._net(lqs, step=_network_step(step))[0].permute(0, 2, 3, 1)
             if top is None:
                 return out.to("cpu", torch.float32).numpy()
             out = out.float().clamp_(0.0, 1.0).mul_(top).round_()
@@ -180,6 +187,9 @@ class RealBasicVSREnhancer(Enhancer):
         transient = batch * elt * 16 * mid * 3 + px * elt * mid * 8
         return int(n_frames * per_frame + transient)
 
+    def __repr__(self) -> str:
+        return f"RealBasicVSREnhancer(device={str(self.device)!r}, precision={self.precision!r})"
+
     def describe(self) -> dict[str, Any]:
         return {
             "method": self.name,
@@ -197,70 +207,12 @@ class RealBasicVSREnhancer(Enhancer):
         release_memory(self.device)
 
 
-def make_enhancer(
-    method: str,
-    *,
-    preset: str | None = None,
-    recipe: str | os.PathLike | None = None,
-    weights: str | os.PathLike | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    channels_last: bool = True,
-    compile: bool = False,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-    frame_size: tuple[int, int] | None = None,
-) -> Enhancer:
-    """Build the enhancer for a method.
+def _network_step(step: StepCallback | None) -> Callable[[str, int], None] | None:
+    """The network's ``step(phase, i)`` in terms of the enhancer's ``step(i | None)``."""
+    if step is None:
+        return None
 
-    Parameters
-    ----------
-    method : {"realbasicvsr", "classic"}
-    preset : str, optional
-        Classic only: a named pipeline (default "seed" when neither preset nor recipe is given).
-    recipe : path-like, optional
-        Classic only: a pipeline saved as JSON or YAML.
-    weights, device, precision, channels_last, compile, progress, cancel
-        RealBasicVSR only; see :class:`RealBasicVSREnhancer`.
-    frame_size : (int, int), optional
-        Classic only: the input ``(height, width)``; a recipe whose frames would grow past
-        the limits of :meth:`~napari_vsr.classic.Pipeline.check_size` is refused here, before
-        any work (the enhancer checks again on its first chunk in any case).
+    def network_step(phase: str, i: int) -> None:
+        step(i if phase == "output" else None)
 
-    Returns
-    -------
-    Enhancer
-
-    Raises
-    ------
-    ParameterError
-        Unknown method, or options that belong to the other method.
-    """
-    key = (method or "").strip().lower()
-    if key == "realbasicvsr":
-        if preset is not None or recipe is not None:
-            raise ParameterError("--preset/--recipe belong to --method classic, not realbasicvsr")
-        return RealBasicVSREnhancer(
-            weights,
-            device=device,
-            precision=precision,
-            channels_last=channels_last,
-            compile=compile,
-            progress=progress,
-            cancel=cancel,
-        )
-    if key == "classic":
-        if weights is not None:
-            raise ParameterError("--weights belongs to --method realbasicvsr, not classic")
-        if preset is not None and recipe is not None:
-            raise ParameterError("give either --preset or --recipe, not both")
-        from napari_vsr.classic import ClassicEnhancer, Pipeline, get_preset
-
-        pipeline = (
-            Pipeline.from_file(recipe) if recipe is not None else get_preset(preset or "seed")
-        )
-        enhancer = ClassicEnhancer(pipeline)
-        if frame_size is not None:
-            enhancer.check_frame_size(*frame_size)
-        return enhancer
-    raise ParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    return network_step

@@ -1,4 +1,4 @@
-"""Device and precision choice for the networks.
+"""Device and precision choice for the networks (the one precision parser of the project).
 
 ``"auto"`` means CUDA, then Apple MPS, then CPU for the device, and float16 on CUDA (tensor
 cores), float32 elsewhere for the precision.  Explicit choices that the machine cannot honour
@@ -25,6 +25,37 @@ PRECISIONS: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
 }
+#: the short names, one per dtype, in the order the CLI offers them
+PRECISION_NAMES = ("fp32", "fp16", "bf16")
+
+
+def parse_precision(precision: str | torch.dtype) -> torch.dtype:
+    """The one precision parser: a name or a float dtype -> float32, float16 or bfloat16.
+
+    Parameters
+    ----------
+    precision : str or torch.dtype
+        ``fp32``, ``fp16``, ``bf16`` (``float32``, ``float16``/``half``, ``bfloat16`` also
+        accepted, any case), or one of the three dtypes.  ``"auto"`` is resolved by
+        :func:`choose_dtype`, not here.
+
+    Raises
+    ------
+    ParameterError
+        Anything else.
+    """
+    if isinstance(precision, torch.dtype):
+        if precision not in PRECISIONS.values():
+            raise ParameterError(
+                f"precision: expected float32, float16 or bfloat16, got {precision}"
+            )
+        return precision
+    key = str(precision).strip().lower()
+    if key not in PRECISIONS:
+        raise ParameterError(
+            f"precision: expected one of {', '.join(PRECISION_NAMES)}, got {precision!r}"
+        )
+    return PRECISIONS[key]
 
 
 def _mps_available() -> bool:
@@ -108,21 +139,9 @@ def choose_dtype(
         bfloat16 asked for on a CUDA GPU that does not support it.
     """
     device = torch.device(device)
-    if isinstance(precision, torch.dtype):
-        if precision not in PRECISIONS.values():
-            raise ParameterError(
-                f"precision: expected float32, float16 or bfloat16, got {precision}"
-            )
-        dtype = precision
-    elif precision is None or precision.strip().lower() == "auto":
+    if precision is None or (isinstance(precision, str) and precision.strip().lower() == "auto"):
         return torch.float16 if device.type == "cuda" else torch.float32
-    else:
-        key = precision.strip().lower()
-        if key not in PRECISIONS:
-            raise ParameterError(
-                f"precision: expected one of auto, fp32, fp16, bf16, got {precision!r}"
-            )
-        dtype = PRECISIONS[key]
+    dtype = parse_precision(precision)
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError(
             f"bf16 is not supported by the GPU {device}; use --precision fp16 or fp32"
