@@ -336,6 +336,9 @@ class EnhanceWidget(QWidget):
         layer = open_result_layer(self.viewer, path)
         if layer.metadata.get("partial"):
             self._opened = layer
+            how = ("Resume continues it" if is_resumable(layer.metadata)
+                   else "its job folder is gone")
+            self.status_label.setText(f"opened a partial result; {how}")
         self._update_resume()
         return layer
 
