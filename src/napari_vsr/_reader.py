@@ -1,4 +1,5 @@
-"""napari reader hook: videos, image folders and TIFF stacks as lazy image layers."""
+"""napari reader hook: videos, image folders and TIFF stacks as lazy image layers, and
+napari-vsr result stores (``.zarr``) as frame-synced result layers."""
 
 from __future__ import annotations
 
@@ -22,21 +23,43 @@ def napari_get_reader(path: str | list[str]):
 
     Claims video files by extension (``io.sources.VIDEO_EXTENSIONS``, any case), ``.tif``/``.tiff``
     files and folders (except zarr stores); a folder without image frames is claimed so that
-    opening it names the problem.  Never raises; failures to read a claimed path are
-    raised later by the returned function as project errors naming the file and the cause.
+    opening it names the problem.  A ``.zarr`` folder is claimed only when it is a napari-vsr
+    result store (:func:`napari_vsr.jobs.results.is_result_store`); other zarr data stays with
+    other readers.  Never raises; failures to read a claimed path are raised later by the
+    returned function as project errors naming the file and the cause.
     """
     try:
         if isinstance(path, (list, tuple)):
-            if not path or not all(
-                isinstance(p, (str, os.PathLike)) and is_supported(p) for p in path
-            ):
+            if not path or not all(isinstance(p, (str, os.PathLike)) and _claims(p) for p in path):
                 return None
             return read_layers
-        if isinstance(path, (str, os.PathLike)) and is_supported(path):
+        if isinstance(path, (str, os.PathLike)) and _claims(path):
             return read_layers
     except Exception:  # the hook must never raise
         log.debug("napari_get_reader(%r) declined after an error", path, exc_info=True)
     return None
+
+
+def _claims(path: str | os.PathLike) -> bool:
+    from napari_vsr.jobs.results import is_result_store
+
+    return is_result_store(path) or is_supported(path)
+
+
+def result_layer_data(path: str | os.PathLike) -> LayerData:
+    """A napari-vsr result store as layer data: (zarr array, keywords, "image").
+
+    The keywords place the layer over its source frame-synced (the stored ``layer``
+    placement: name, rgb, scale, translate), carry the provenance record as metadata (with
+    ``fps_float`` and ``store_path``) and set contrast limits from the dtype.  A result whose
+    job was interrupted is named "... (partial)".
+    """
+    from napari_vsr.jobs.results import layer_kwargs, open_result
+
+    store, metadata = open_result(path)
+    kwargs = layer_kwargs(path, store, metadata)
+    kwargs.pop("multiscale", None)
+    return store, kwargs, "image"
 
 
 def layer_data(path: str | os.PathLike) -> LayerData:
@@ -48,6 +71,10 @@ def layer_data(path: str | os.PathLike) -> LayerData:
     display ranges or from the first frame, additive blending.  The array is then wrapped in
     a dask array of one chunk per frame, so napari's per-channel slicing stays lazy.
     """
+    from napari_vsr.jobs.results import is_result_store
+
+    if is_result_store(path):
+        return result_layer_data(path)
     frames = open_frames(path)
     meta = dict(frames.metadata)
     name = Path(os.fspath(path).rstrip("/\\")).name

@@ -115,8 +115,10 @@ def test_classic_preset_through_widget(viewer, qtbot, clip, tmp_path):
         np.testing.assert_array_equal(np.asarray(layer.data[k]), direct[k + 1])
     md = layer.metadata
     assert md["method"] == "classic:seed" and md["frame_range"] == [1, 4]
-    assert md["parameters"]["scale"] == 4 and md["fps"] == 12.5 and md["partial"] is False
-    assert md["timing"]["frames"] == 3 and md["timing"]["elapsed_s"] > 0
+    assert md["parameters"]["scale"] == 4 and md["partial"] is False
+    assert md["fps"] == "25/2" and md["fps_float"] == 12.5  # the layer's rate, exact
+    assert md["timing"]["elapsed_s"] > 0 and md["timing"]["segments_computed"] >= 1
+    assert md["schema"] == "napari-vsr/result/1" and "job_dir" not in md
     store = Path(md["store_path"])
     assert store.parent == tmp_path / "results" and store.is_dir()
     from napari_vsr.io.zarr_store import open_result_store
@@ -129,7 +131,7 @@ def test_classic_preset_through_widget(viewer, qtbot, clip, tmp_path):
     assert again.name.startswith(layer.name) and again.rgb  # napari adds " [1]" to repeats
     np.testing.assert_allclose(again.scale, layer.scale)
     np.testing.assert_allclose(again.translate, layer.translate)
-    assert again.metadata["partial"] is False and again.metadata["timing"]["frames"] == 3
+    assert again.metadata["partial"] is False and again.metadata["fps_float"] == 12.5
     assert again.metadata["method"] == "classic:seed"
     np.testing.assert_array_equal(np.asarray(again.data[1]), direct[2])
     viewer.layers.remove(again)
@@ -199,7 +201,7 @@ def test_realbasicvsr_through_widget_matches_engine(viewer, qtbot, golden_dir):
     md = layer.metadata
     assert md["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert md["device"] == "cpu" and md["precision"] == "fp32" and md["method"] == "realbasicvsr"
-    assert md["parameters"]["chunk"] == 2 and md["parameters"]["overlap"] == 1
+    assert md["engine"]["chunk"] == 2 and md["engine"]["overlap"] == 1
 
 
 class _GatedSlow:
@@ -233,7 +235,8 @@ def test_cancel_mid_run(viewer, qtbot, clip, monkeypatch, tmp_path, keep):
     widget.keep_partial.setChecked(keep)
     widget.out_edit.setText(str(tmp_path))
     widget.run()
-    qtbot.waitUntil(lambda: widget.result_layer is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.result_layer is not None and widget._run.frames >= 1,
+                    timeout=WAIT_MS)
     store = Path(widget.result_layer.metadata["store_path"])
     widget.cancel()
     gate.set()
@@ -402,7 +405,9 @@ def test_enhance_lazy_video_layer_from_reader(viewer, qtbot, tmp_path):
     _wait_idle(qtbot, widget)
     res = widget.result_layer
     assert res.data.shape == (2, 1440, 2560, 3)
-    assert res.metadata["fps"] == pytest.approx(src.metadata["fps"])
+    assert res.metadata["fps_float"] == pytest.approx(src.metadata["fps"])
+    # the layer shows the whole file: the job read the file itself (resumable, named source)
+    assert res.metadata["source"]["path"] == str(sample.sample_clip_path())
     frame8 = np.asarray(src.data[8])
     expected = cv2.resize(frame8, (2560, 1440), interpolation=cv2.INTER_CUBIC)
     assert np.abs(np.asarray(res.data[1]).astype(int) - expected.astype(int)).max() <= 1

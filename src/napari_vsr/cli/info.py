@@ -1,4 +1,5 @@
-"""``napari-vsr info PATH``: what the reader sees in a video, image folder or TIFF stack."""
+"""``napari-vsr info PATH``: what the reader sees in a video, image folder, TIFF stack or
+napari-vsr result store."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ def describe(path: str, *, skip_bad_frames: bool = False) -> dict[str, Any]:
 
     With ``skip_bad_frames``, a video whose demuxer lost frames to corrupt data opens anyway
     and ``missing_frames`` lists them (they would be replaced by the previous frame on
-    reading); without it such a video raises CorruptFrameError.
+    reading); without it such a video raises CorruptFrameError.  A napari-vsr result store
+    (``.zarr``) is described from its provenance record (method, source, frame range, partial
+    or complete).
     """
     from napari_vsr.io import open_frames
+    from napari_vsr.jobs.results import describe_result, is_result_store
+
+    if is_result_store(path):
+        return describe_result(path)
 
     with open_frames(path, skip_bad_frames=skip_bad_frames) as frames:
         md = frames.metadata
@@ -147,6 +154,20 @@ def format_facts(facts: dict[str, Any]) -> str:
                     "frame on reading",
                 )
             )
+    if facts.get("kind") == "result store":
+        rng = facts.get("frame_range")
+        if facts.get("partial"):
+            state = "partial: its job was interrupted"
+            state += (f"; resumable from {facts['job_dir']}" if facts.get("resumable")
+                      else "; its job folder is gone")
+        else:
+            state = "complete"
+        rows += [
+            ("method", facts.get("method")),
+            ("source", facts.get("source")),
+            ("frame range", "unknown" if not rng else f"{rng[0]}:{rng[1]}"),
+            ("state", state),
+        ]
     if facts.get("axes"):
         shape = facts.get("shape")
         rows.append(("axes", f"{facts['axes']} {tuple(shape)}" if shape else facts["axes"]))
@@ -169,11 +190,12 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="show what the reader sees in a video, image folder or TIFF stack",
+        help="show what the reader sees in a video, image folder, TIFF stack or result store",
         description="Print frames, size, dtype, fps, duration, codec, pixel format and audio "
         "streams of PATH, as napari-vsr reads it.",
     )
-    p.add_argument("path", metavar="PATH", help="video file, folder of images or TIFF stack")
+    p.add_argument("path", metavar="PATH",
+                   help="video file, folder of images, TIFF stack or .zarr result store")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.add_argument(
         "--skip-bad-frames",

@@ -374,6 +374,10 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
 
         label = enhancer_label(enhancer.name, enhancer.scale)
         fps = _source_fps(source)
+        if fps is None:  # an array source: the frame rate its caller knows (a layer's metadata)
+            from napari_vsr.io.fps import fps_of_metadata
+
+            fps = fps_of_metadata(request.extra_metadata)
         metadata = _provenance(request, enhancer, described, method, manifest, fps, start, stop,
                                rgb, label, started_at, job)
         sink = None
