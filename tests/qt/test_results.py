@@ -72,11 +72,11 @@ class _Gated:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def enhance(self, frames):
+    def enhance(self, frames, *, step=None):
         self.calls += 1
         if self.calls == self._stop_at:
             assert self._gate.wait(30), "the test never cancelled"
-        return self._inner.enhance(frames)
+        return self._inner.enhance(frames, step=step)
 
 
 # --- the reader and the widget open what the CLI writes ---------------------------------------
