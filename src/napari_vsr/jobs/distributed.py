@@ -28,6 +28,10 @@ committed before the death is not computed again.  A task that raised: one
 Cancel (the :class:`~napari_vsr.jobs.progress.CancelToken`, Ctrl-C, or the generator being
 closed) cancels every task of the job.  On an external cluster a segment already running
 finishes and commits (Dask cannot stop a running task); a later ``--resume`` reuses it.
+
+The result equals the single-process run frame for frame when the workers compute as this
+process would: the same device and precision and, for a network on the CPU, the same number
+of threads (float sums split over more threads may round a pixel one level differently).
 """
 
 from __future__ import annotations
