@@ -29,6 +29,23 @@ class VsrError(Exception):
         self.path = os.fspath(path) if path is not None else None
         super().__init__(f"{_where(path)}{message}")
 
+    def __reduce__(self):
+        # Rebuilt from the final message and the attributes (path, frame_index, ...), not by
+        # calling ``__init__`` again: errors cross process borders (Dask workers) intact, even
+        # subclasses with required keyword-only fields.
+        return _rebuild, (type(self), str(self), dict(self.__dict__))
+
+
+def _rebuild(cls: type, message: str, state: dict) -> VsrError:
+    """Unpickle a :class:`VsrError` (see ``VsrError.__reduce__``)."""
+    base = cls  # the builtin whose instance layout the class has (OSError, MemoryError, ...)
+    while base.__module__ != "builtins":
+        base = base.__base__
+    error = base.__new__(cls)
+    error.args = (message,)
+    error.__dict__.update(state)
+    return error
+
 
 # --- input / output -------------------------------------------------------------------------
 class SourceNotFoundError(VsrError, FileNotFoundError):
@@ -116,6 +133,15 @@ class WeightsCacheError(VsrError, OSError):
 # --- running --------------------------------------------------------------------------------
 class DeviceError(VsrError, RuntimeError):
     """The requested device or precision is not available."""
+
+
+class SchedulerError(VsrError, ConnectionError):
+    """The Dask scheduler cannot be reached, or its cluster cannot be started."""
+
+
+class SegmentTaskError(VsrError, RuntimeError):
+    """A segment failed on a Dask worker; the message names the segment, the worker and the
+    worker's error (kept as ``__cause__``)."""
 
 
 class Cancelled(VsrError):
