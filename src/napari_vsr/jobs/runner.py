@@ -330,13 +330,13 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
         cancel.raise_if_cancelled()
         plan = _resolve_engine(enhancer, source, shape, rgb, request, stored)
         n_frames = stop - start
-        workers = scheduler[1] if scheduler and scheduler[0] == "local" else 1
+        workers = _expected_workers(scheduler)
         if request.segment is not None:
             seg_len = whole_chunks(int(request.segment), plan["chunk"])
         elif stored is not None:
             seg_len = int(stored["segment"])
         else:
-            seg_len = default_segment(plan["chunk"], n_frames, max(1, int(workers or 1)))
+            seg_len = default_segment(plan["chunk"], n_frames, workers)
         segments = plan_segments(start, stop, plan["chunk"], seg_len)
         described = enhancer.describe()
         out_shape, out_dtype = plan.pop("out_shape"), plan.pop("out_dtype")
@@ -459,6 +459,16 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+
+
+def _expected_workers(scheduler) -> int:
+    """How many workers a default segment length plans for: N for ``local:N``, the cores (or
+    GPUs) for a bare ``local``, a few for a remote cluster (its size is not known up front)."""
+    if scheduler is None:
+        return 1
+    if scheduler[0] == "local":
+        return int(scheduler[1]) or max(1, os.cpu_count() or 1)
+    return 4
 
 
 def _build_enhancer(method, frame_size, cancel: CancelToken):
