@@ -220,6 +220,32 @@ class _GatedSlow:
         return self._inner.enhance(frames, step=step)
 
 
+def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_dir, tmp_path):
+    """A run of a single chunk reports every finished frame while the chunk runs (before its
+    frames reach the layer), through the widget's progress bar."""
+    clip = np.load(golden_dir / "input_rgb_uint8.npy")[:, :16, :16]  # 6 frames, one chunk
+    viewer.add_image(clip, name="golden", rgb=True)  # napari guesses gray planes at 16 px
+    widget = EnhanceWidget(viewer)
+    widget.set_method("realbasicvsr")
+    widget.weights_combo.setCurrentIndex(widget.weights_combo.findData("file"))
+    widget.weights_edit.setText(str(golden_dir / "realbasicvsr_random_mmedit_layout.pth"))
+    widget.device_combo.setCurrentText("cpu")
+    widget.precision_combo.setCurrentText("fp32")
+    widget.chunk_spin.setValue(6)
+    widget.overlap_spin.setValue(0)
+    widget.out_edit.setText(str(tmp_path))
+    seen: list = []
+    on_progress, on_event = widget._on_progress, widget._on_event
+    widget._on_progress = lambda p: (seen.append(("progress", p.done)), on_progress(p))
+    widget._on_event = lambda e: (seen.append((type(e).__name__, None)), on_event(e))
+    widget.run()
+    _wait_idle(qtbot, widget)
+    first_frames = seen.index(("FramesDone", None))
+    before = [done for kind, done in seen[:first_frames] if kind == "progress"]
+    assert [d for d in before if d] == [1, 2, 3, 4, 5, 6], seen
+    assert widget.result_layer.data.shape == (6, 64, 64, 3), widget.result_layer.data.shape
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_cancel_mid_run(viewer, qtbot, clip, monkeypatch, tmp_path, keep):
     import napari_vsr.enhancers as enhancers

@@ -282,9 +282,19 @@ def _open_file_writer(request: JobRequest, kind: str, source, fps, start: int, s
 
 
 # --- the job ------------------------------------------------------------------------------------
-def run_job(request: JobRequest, cancel: CancelToken | None = None
-            ) -> Iterator[JobEvent]:
+def run_job(request: JobRequest, cancel: CancelToken | None = None, *,
+            progress: Callable[[Progress], None] | None = None) -> Iterator[JobEvent]:
     """Run a job; yields :data:`JobEvent` records and returns a :class:`JobResult`.
+
+    Parameters
+    ----------
+    request : JobRequest
+    cancel : CancelToken, optional
+        Checked at least once per frame (and per block of a weights download).
+    progress : callable, optional
+        Receives every :class:`Progress` as it happens, in the job's thread (within a chunk:
+        after every finished frame), instead of the generator yielding it.  A widget passes a
+        thread-safe signal here; without it progress records are yielded between frames.
 
     Raises
     ------
@@ -293,7 +303,22 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
     VsrError
         Any user-facing failure (bad input, output exists, interrupted job, mismatch, ...).
     """
-    cancel = cancel or CancelToken()
+    gen = _job_events(request, cancel or CancelToken(), progress)
+    if progress is None:
+        return (yield from gen)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Progress):
+            progress(event)
+        else:
+            yield event
+
+
+def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[JobEvent]:
+    """The body of :func:`run_job` (``direct``: its progress callback, or None)."""
     t0 = time.perf_counter()
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     warnings: list[str] = []
@@ -416,7 +441,7 @@ def run_job(request: JobRequest, cancel: CancelToken | None = None
         computed = 0
         if scheduler is None:
             events = _run_here(source, enhancer, manifest, pending, job, sink, cancel, clock,
-                               done_frames, len(done), len(segments), start)
+                               done_frames, len(done), len(segments), start, direct)
         else:
             from napari_vsr.jobs.distributed import run_distributed
 
@@ -575,38 +600,40 @@ def _provenance(request: JobRequest, enhancer, described, method, manifest, fps,
 
 
 def _run_here(source, enhancer, manifest, pending: list[Segment], job, sink, cancel, clock,
-              done_frames: int, segs_done: int, segs_total: int, start: int
+              done_frames: int, segs_done: int, segs_total: int, start: int, direct
               ) -> Iterator[JobEvent]:
-    """Compute the pending segments in this process, yielding per-frame events."""
+    """Compute the pending segments in this process.
+
+    The engine reports every finished frame (inside a chunk too); those records go to
+    ``direct`` at once when given, else they are yielded with the frames.
+    """
     queue: list[JobEvent] = []
-    base = [done_frames]
+    before = [done_frames]  # frames finished before the current segment
 
     def on_progress(p: Progress) -> None:
-        if p.message:
-            queue.append(clock.progress(base[0] + p.done, message=p.message,
-                                        segments_done=segs_done, segments_total=segs_total))
-
-    def on_frame(index: int, frame: np.ndarray) -> None:
-        if sink is not None:
-            sink.put(index - start, frame[None])
-            queue.append(FramesDone(index, index - start, 1))
-        base[0] += 1
-        queue.append(clock.progress(base[0], segments_done=segs_done,
-                                    segments_total=segs_total))
+        record = clock.progress(before[0] + p.done, message=p.message,
+                                segments_done=segs_done, segments_total=segs_total)
+        if direct is not None:
+            direct(record)
+        else:
+            queue.append(record)
 
     for seg in pending:
         cancel.raise_if_cancelled()
         frames = iter_segment(source, enhancer, manifest, seg, job, progress=on_progress,
                               cancel=cancel)
         for index, frame in frames:
-            on_frame(index, frame)
+            if sink is not None:
+                sink.put(index - start, frame[None])
+                queue.append(FramesDone(index, index - start, 1))
             yield from queue
             queue.clear()
         yield from queue
         queue.clear()
         segs_done += 1
+        before[0] += seg.length
         yield SegmentDone(seg.index, seg.start, seg.stop, computed=True)
-        yield clock.progress(base[0], segments_done=segs_done, segments_total=segs_total)
+        yield clock.progress(before[0], segments_done=segs_done, segments_total=segs_total)
 
 
 def _relay_distributed(results, job: JobDir, sink, clock, done_frames, segs_done, segs_total,
@@ -645,14 +672,17 @@ def run(request: JobRequest, *, progress: Callable[[Progress], None] | None = No
         on_event: Callable[[JobEvent], None] | None = None) -> JobResult:
     """Run a job to the end (the CLI's way): progress records to ``progress``, every event to
     ``on_event``; returns the :class:`JobResult`."""
-    gen = run_job(request, cancel)
+    def both(p: Progress) -> None:
+        if progress is not None:
+            progress(p)
+        if on_event is not None:
+            on_event(p)
+
+    gen = run_job(request, cancel, progress=both)
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        if isinstance(event, Progress):
-            if progress is not None:
-                progress(event)
         if on_event is not None:
             on_event(event)

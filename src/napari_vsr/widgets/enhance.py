@@ -20,6 +20,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -181,8 +182,12 @@ class EnhanceWidget(QWidget):
         What the last job that finished returned.
     """
 
+    #: (run, Progress) from the job's thread: per-frame progress arrives while a chunk runs
+    _progress_arrived = Signal(object)
+
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
+        self._progress_arrived.connect(self._on_progress_signal)
         self.viewer = napari_viewer
         self.result_layer: Image | None = None
         self.preview_layer: Image | None = None
@@ -581,8 +586,10 @@ class EnhanceWidget(QWidget):
                                      desc=f"{request.name()}: {what}")
         self._run = _Run(request, preview, None if request.resume else self.source_layer,
                          layer=resume_layer)
+        run = self._run
         worker = create_worker(run_job, request, self._token, _start_thread=False,
-                               _ignore_errors=True)
+                               _ignore_errors=True,
+                               progress=lambda p: self._progress_arrived.emit((run, p)))
         worker.yielded.connect(self._on_event)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._on_error)
@@ -620,6 +627,11 @@ class EnhanceWidget(QWidget):
         t = frame_index(self.viewer.dims.point[0], layer.scale[0], layer.translate[0],
                         int(layer.data.shape[0]))
         return t is not None and position <= t < position + count
+
+    def _on_progress_signal(self, item) -> None:
+        run, p = item
+        if run is self._run and run is not None and not run.ended:
+            self._on_progress(p)
 
     def _on_progress(self, p: Progress) -> None:
         text = format_progress(p) + (f" ({p.message})" if p.message else "")
