@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from napari_vsr.errors import ParameterError
-from napari_vsr.io import open_frames
+from napari_vsr.io import VideoOptions, open_frames
 from napari_vsr.io.video_writer import VideoWriter
 
 #: textbook luma coefficients (Kr, Kb): BT.601, BT.709, BT.2020, SMPTE 240M, FCC 73.682
@@ -230,7 +231,8 @@ def test_writer_encodes_with_an_explicit_matrix_and_tags_the_stream(
     rgb = _patches(height, width, seed=1)
     frames = np.rint(rgb * 255).astype(np.uint8)
     path = tmp_path / "out.mp4"
-    with VideoWriter(path, crf=0, preset="ultrafast", **kwargs) as w:  # crf 0: lossless x264
+    video = VideoOptions(crf=0, **kwargs)  # crf 0: lossless x264
+    with VideoWriter(path, video=video, preset="ultrafast") as w:
         w.write(frames)
         w.write(frames)
     ycc, tags = _decoded_planes(path)
@@ -250,7 +252,7 @@ def test_uint16_frames_are_written_at_10_bits(tmp_path):
     rgb = _patches(96, 160, seed=2)
     frames = np.rint(rgb * 65535).astype(np.uint16)
     path = tmp_path / "deep.mp4"
-    with VideoWriter(path, crf=0, preset="ultrafast") as w:
+    with VideoWriter(path, video=VideoOptions(crf=0), preset="ultrafast") as w:
         w.write(frames)
     ycc, tags = _decoded_planes(path)
     assert tags["pix_fmt"] == "yuv420p10le"
@@ -273,7 +275,7 @@ def test_prores_4444_keeps_alpha_and_depth(tmp_path):
     alpha = ((xx * 65535) // 95).astype(np.uint16)
     rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
     path = tmp_path / "alpha.mov"
-    with VideoWriter(path, codec="prores") as w:
+    with VideoWriter(path, video=VideoOptions(codec="prores")) as w:
         w.write(rgba)
         w.write(rgba)
     with open_frames(path) as v:
@@ -298,7 +300,7 @@ def _rgba_clip(n: int, height: int = 64, width: int = 96) -> np.ndarray:
 def test_vp9_alpha_is_kept_as_rgba(tmp_path):
     clip = _rgba_clip(6)
     path = tmp_path / "alpha.webm"
-    with VideoWriter(path, crf=0) as w:
+    with VideoWriter(path, video=VideoOptions(crf=0)) as w:
         for f in clip:
             w.write(f)
     with open_frames(path) as v:
@@ -331,7 +333,7 @@ def test_vp9_alpha_without_a_libvpx_decoder_is_named(tmp_path, monkeypatch, capl
 def test_prores_default_is_10_bit_422(tmp_path):
     frames = np.rint(_patches(64, 96) * 255).astype(np.uint8)
     path = tmp_path / "p.mov"
-    with VideoWriter(path, codec="prores") as w:
+    with VideoWriter(path, video=VideoOptions(codec="prores")) as w:
         w.write(frames)
     _, tags = _decoded_planes(path)
     assert tags["pix_fmt"] == "yuv422p10le"
@@ -349,7 +351,7 @@ def test_validate_names_the_size_limit(tmp_path):
 
 
 def test_validate_refuses_8_bit_codec_for_deep_frames_when_asked_by_name(tmp_path):
-    w = VideoWriter(tmp_path / "m.mp4", codec="mpeg4")
+    w = VideoWriter(tmp_path / "m.mp4", video=VideoOptions(codec="mpeg4"))
     with pytest.raises(ParameterError, match="8 bits"):
         w.validate((96, 160, 3), np.uint16)
     w.validate((96, 160, 3), np.uint8)
@@ -357,12 +359,12 @@ def test_validate_refuses_8_bit_codec_for_deep_frames_when_asked_by_name(tmp_pat
 
 
 def test_hdr_into_an_8_bit_codec_is_refused_or_named(tmp_path, caplog):
-    hdr = {"color_primaries": "bt2020", "color_transfer": "smpte2084"}
-    w = VideoWriter(tmp_path / "m.mp4", codec="mpeg4", **hdr)
+    hdr = VideoOptions(color_primaries="bt2020", color_transfer="smpte2084")
+    w = VideoWriter(tmp_path / "m.mp4", video=replace(hdr, codec="mpeg4"))
     with pytest.raises(ParameterError, match="HDR"):
         w.validate((96, 160, 3), np.uint8)
     w.abort()
-    w = VideoWriter(tmp_path / "h.mp4", **hdr)  # default x264: 10-bit for 16-bit frames
+    w = VideoWriter(tmp_path / "h.mp4", video=hdr)  # default x264: 10-bit for 16-bit frames
     w.validate((96, 160, 3), np.uint16)
     with caplog.at_level("WARNING"):
         w.validate((96, 160, 3), np.uint8)  # 8-bit frames with HDR tags: said, not refused
@@ -372,13 +374,13 @@ def test_hdr_into_an_8_bit_codec_is_refused_or_named(tmp_path, caplog):
 
 def test_unknown_or_non_video_codecs_are_refused_at_once(tmp_path):
     with pytest.raises(ParameterError, match="audio encoder"):
-        VideoWriter(tmp_path / "a.mp4", codec="aac")
+        VideoWriter(tmp_path / "a.mp4", video=VideoOptions(codec="aac"))
     with pytest.raises(ParameterError, match="no such video encoder"):
-        VideoWriter(tmp_path / "a.mp4", codec="nope264")
+        VideoWriter(tmp_path / "a.mp4", video=VideoOptions(codec="nope264"))
     with pytest.raises(ParameterError, match="cannot hold"):
-        VideoWriter(tmp_path / "a.webm", codec="h264")
+        VideoWriter(tmp_path / "a.webm", video=VideoOptions(codec="h264"))
     with pytest.raises(ParameterError, match="color_matrix"):
-        VideoWriter(tmp_path / "a.mp4", color_matrix="bt2021")
+        VideoWriter(tmp_path / "a.mp4", video=VideoOptions(color_matrix="bt2021"))
     assert not any(tmp_path.iterdir())
 
 

@@ -121,10 +121,10 @@ def test_webm_writer_round_trip(tmp_path):
 
 
 def test_prores_in_mov_round_trip(tmp_path):
-    from napari_vsr.io import write_frames_to
+    from napari_vsr.io import VideoOptions, write_frames_to
 
     clip = np.stack([media.barcode_frame(i, 96, 160) for i in range(6)])
-    path = write_frames_to(tmp_path / "out.mov", clip, codec="prores")
+    path = write_frames_to(tmp_path / "out.mov", clip, video=VideoOptions(codec="prores"))
     with open_frames(path) as v:
         assert v.metadata["codec"] == "prores"
         assert [media.read_barcode(f) for f in v] == list(range(6))

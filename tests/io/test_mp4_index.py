@@ -8,7 +8,7 @@ import pytest
 
 import napari_vsr.io.video_reader as video_reader
 from napari_vsr.errors import TruncatedMediaError
-from napari_vsr.io import open_frames, write_frames_to
+from napari_vsr.io import VideoOptions, open_frames, write_frames_to
 from napari_vsr.io.mp4_index import read_sample_table
 
 
@@ -35,7 +35,7 @@ def mp4s(videos, tmp_path_factory, media_mod):
         "bframes": videos["h264_bframes"],
         "vfr": videos["vfr_mp4"],
         "mov_ntsc": write_frames_to(d / "ntsc.mov", clip, fps=29.97),
-        "lossless_rgb": write_frames_to(d / "ll.mp4", clip, lossless=True),
+        "lossless_rgb": write_frames_to(d / "ll.mp4", clip, video=VideoOptions(lossless=True)),
         "fragmented": frag,
     }
 

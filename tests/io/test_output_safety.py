@@ -32,7 +32,7 @@ from napari_vsr.host_memory import (
     parse_size,
     plan_chunk,
 )
-from napari_vsr.io import open_frames, open_writer, write_frames_to, writer_kind
+from napari_vsr.io import VideoOptions, open_frames, open_writer, write_frames_to, writer_kind
 from napari_vsr.io.writer_base import (
     MARKER_NAME,
     check_not_input,
@@ -272,7 +272,7 @@ def test_read_only_folder_is_one_line_before_any_work(readonly_dir, clip, name):
 def test_disk_full_says_no_space_left(small_fs, name, rng):
     frames = rng.integers(0, 256, (64, 192, 256, 3), dtype=np.uint8)  # 9 MB of noise
     with pytest.raises(WriteError) as info:
-        write_frames_to(small_fs / name, frames, lossless=name == "x.mkv")
+        write_frames_to(small_fs / name, frames, video=VideoOptions(lossless=name == "x.mkv"))
     text = str(info.value)
     assert f"no space left on {small_fs}" in text and "\n" not in text, text
     assert _listing(small_fs) == []

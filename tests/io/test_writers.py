@@ -13,7 +13,9 @@ from napari_vsr.errors import (
     UnsupportedDtypeError,
     WriteError,
 )
-from napari_vsr.io import open_frames, open_writer, write_frames_to, writer_kind
+from napari_vsr.io import VideoOptions, open_frames, open_writer, write_frames_to, writer_kind
+
+LOSSLESS = VideoOptions(lossless=True)
 
 
 @pytest.fixture
@@ -40,22 +42,22 @@ def test_lossy_video_round_trip(tmp_path, clip, media_mod, ext):
 
 @pytest.mark.parametrize("ext", [".mkv", ".mp4"])
 def test_lossless_video_is_bit_exact(tmp_path, clip, ext):
-    path = write_frames_to(tmp_path / f"ll{ext}", clip, lossless=True)
+    path = write_frames_to(tmp_path / f"ll{ext}", clip, video=LOSSLESS)
     with open_frames(path) as v:
         np.testing.assert_array_equal(v[:], clip)
 
 
 def test_lossless_mkv_keeps_gray_and_uint16(tmp_path, clip):
     gray = clip[..., 0].copy()
-    with open_frames(write_frames_to(tmp_path / "g.mkv", gray, lossless=True)) as v:
+    with open_frames(write_frames_to(tmp_path / "g.mkv", gray, video=LOSSLESS)) as v:
         assert v.shape == gray.shape
         np.testing.assert_array_equal(v[:], gray)
     deep = clip.astype(np.uint16) * 257 + 3
-    with open_frames(write_frames_to(tmp_path / "d.mkv", deep, lossless=True)) as v:
+    with open_frames(write_frames_to(tmp_path / "d.mkv", deep, video=LOSSLESS)) as v:
         assert v.dtype == np.uint16
         np.testing.assert_array_equal(v[:], deep)
     with pytest.raises(ParameterError, match="mkv"):
-        write_frames_to(tmp_path / "d.mp4", deep, lossless=True)
+        write_frames_to(tmp_path / "d.mp4", deep, video=LOSSLESS)
     assert not (tmp_path / "d.mp4").exists()
 
 
@@ -65,7 +67,7 @@ def test_lossless_mkv_keeps_rgba(tmp_path, clip, dtype):
     rgba = np.concatenate([clip, alpha[..., None]], axis=-1).astype(dtype)
     if dtype == np.uint16:
         rgba = rgba * 257 + 1
-    with open_frames(write_frames_to(tmp_path / "a.mkv", rgba, lossless=True)) as v:
+    with open_frames(write_frames_to(tmp_path / "a.mkv", rgba, video=LOSSLESS)) as v:
         assert v.shape == rgba.shape and v.dtype == dtype
         np.testing.assert_array_equal(v[:], rgba)
 
@@ -75,7 +77,7 @@ def test_odd_size_is_padded_for_yuv420p(tmp_path, media_mod):
     with open_frames(write_frames_to(tmp_path / "odd.mp4", clip)) as v:
         assert v.shape == (4, 48, 162, 3)
         assert _indices(media_mod, v[:], size=(47, 161)) == [0, 1, 2, 3]
-    with open_frames(write_frames_to(tmp_path / "odd.mkv", clip, lossless=True)) as v:
+    with open_frames(write_frames_to(tmp_path / "odd.mkv", clip, video=LOSSLESS)) as v:
         assert v.shape == clip.shape
 
 
@@ -117,7 +119,8 @@ def test_fps_is_kept_exactly(tmp_path, clip, fps, fraction, ext):
 def test_frame_times_keep_variable_frame_rate(tmp_path, clip, vfr_times):
     times = vfr_times[:10]
     for ext in (".mp4", ".mkv"):
-        with open_frames(write_frames_to(tmp_path / f"vfr{ext}", clip, frame_times=times)) as v:
+        vfr = VideoOptions(frame_times=times)
+        with open_frames(write_frames_to(tmp_path / f"vfr{ext}", clip, video=vfr)) as v:
             np.testing.assert_allclose(v.frame_times(), times, atol=1e-3)
 
 
@@ -128,7 +131,9 @@ def test_audio_is_copied_from_the_source(tmp_path, videos, media_mod):
         times = v.frame_times()
     for ext in (".mkv", ".mp4", ".mov"):
         out = write_frames_to(
-            tmp_path / f"a{ext}", frames, copy_streams_from=src, frame_times=times
+            tmp_path / f"a{ext}",
+            frames,
+            video=VideoOptions(copy_streams_from=src, frame_times=times),
         )
         with open_frames(out) as w:
             assert w.metadata["has_audio"]
@@ -153,7 +158,8 @@ def test_audio_reencoded_when_the_container_refuses_it(tmp_path, media_mod):
         for p in s.encode():
             out.mux(p)
     clip = np.stack([media_mod.barcode_frame(i, 48, 160) for i in range(3)])
-    with open_frames(write_frames_to(tmp_path / "o.mp4", clip, copy_streams_from=src, fps=3)) as v:
+    copy = VideoOptions(copy_streams_from=src)
+    with open_frames(write_frames_to(tmp_path / "o.mp4", clip, fps=3, video=copy)) as v:
         assert v.metadata["audio_streams"][0]["codec"] == "aac"
 
 
@@ -271,16 +277,17 @@ def test_writer_kind_rules(tmp_path):
     with pytest.raises(ParameterError, match=r"\.avi"):
         writer_kind("clip.avi")
     with pytest.raises(ParameterError, match="crf"):
-        open_writer(tmp_path / "x.tif", crf=20)
+        open_writer(tmp_path / "x.tif", video=VideoOptions(crf=20))
     with pytest.raises(ParameterError, match="encoder"):
-        open_writer(tmp_path / "x.mp4", codec="no-such-codec")
+        open_writer(tmp_path / "x.mp4", video=VideoOptions(codec="no-such-codec"))
     with pytest.raises(ParameterError, match="crf"):
-        open_writer(tmp_path / "x.mp4", crf=80)
+        open_writer(tmp_path / "x.mp4", video=VideoOptions(crf=80))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_other_encoder(tmp_path, clip, media_mod):
-    with open_frames(write_frames_to(tmp_path / "m.mkv", clip, codec="mpeg4")) as v:
+    mpeg4 = VideoOptions(codec="mpeg4")
+    with open_frames(write_frames_to(tmp_path / "m.mkv", clip, video=mpeg4)) as v:
         assert v.metadata["codec"] == "mpeg4"
         assert _indices(media_mod, v[:]) == list(range(10))
 
@@ -290,7 +297,7 @@ def test_iterable_and_frame_array_input(tmp_path, clip, videos, media_mod):
     with open_frames(out) as v:
         assert len(v) == 3
     with open_frames(videos["mpeg4_avi"]) as src:
-        out = write_frames_to(tmp_path / "fa.mkv", src, lossless=True)
+        out = write_frames_to(tmp_path / "fa.mkv", src, video=LOSSLESS)
         with open_frames(out) as v:
             assert _indices(media_mod, v[:]) == list(range(len(src)))
 
@@ -311,7 +318,8 @@ def test_copied_audio_follows_a_sub_range(tmp_path, videos):
     with open_frames(src) as v:
         frames = v[20:40]
         times = v.frame_times()[20:40]
-    out = write_frames_to(tmp_path / "part.mkv", frames, copy_streams_from=src, frame_times=times)
+    video = VideoOptions(copy_streams_from=src, frame_times=times)
+    out = write_frames_to(tmp_path / "part.mkv", frames, video=video)
     with av.open(str(out)) as c:
         a = c.streams.audio[0]
         stamps = [float(p.pts * p.time_base) for p in c.demux(a) if p.pts is not None]
@@ -332,8 +340,6 @@ def test_dropped_writer_removes_its_temp_file(tmp_path, clip):
 
 
 def test_video_options_travel_as_one_record(tmp_path):
-    from napari_vsr.io import VideoOptions
-
     opts = VideoOptions(codec="ffv1", color_range="full")
     with pytest.raises(AttributeError):
         opts.codec = "h264"  # frozen
@@ -347,5 +353,5 @@ def test_video_options_travel_as_one_record(tmp_path):
         open_writer(tmp_path / "x.tif", video=VideoOptions(crf=10, lossless=True))
     # colour tags describe a source: not an error for a stack output
     open_writer(tmp_path / "y.tif", video=VideoOptions(color_primaries="bt709")).abort()
-    with pytest.raises(ParameterError, match="not both"):
-        open_writer(tmp_path / "z.mkv", video=opts, crf=3)
+    with pytest.raises(TypeError):  # the options travel only as the record
+        open_writer(tmp_path / "z.mkv", crf=3)

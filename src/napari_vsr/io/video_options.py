@@ -4,12 +4,8 @@ napari writer hook to :func:`~napari_vsr.io.open_writer` and the video writer.""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
-
-#: the names of the :class:`VideoOptions` fields
-VIDEO_OPTION_NAMES = ("codec", "crf", "lossless", "copy_streams_from", "frame_times",
-                      "color_matrix", "color_range", "color_primaries", "color_transfer")
 
 
 @dataclass(frozen=True)
@@ -44,10 +40,6 @@ class VideoOptions:
     color_range: str | None = None
     color_primaries: str | None = None
     color_transfer: str | None = None
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """The fields as keyword arguments of the video writer."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def given_for_other_outputs(self) -> list[str]:
         """The options set here that a non-video output cannot honour (colour tags excluded:

@@ -54,6 +54,7 @@ import numpy as np
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
 from napari_vsr.io import color
 from napari_vsr.io.fps import parse_fps
+from napari_vsr.io.video_options import VideoOptions
 from napari_vsr.io.writer_base import Writer, temp_path_beside
 
 log = logging.getLogger(__name__)
@@ -223,30 +224,30 @@ class VideoWriter(Writer):
         Frame rate; default: the rate of ``copy_streams_from`` when given, else 25.
     overwrite : bool
         Replace an existing file at commit.
-    codec : str, optional
-        FFmpeg encoder name or alias overriding the default (``"h264"``, ``"h265"``,
-        ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``, ...).  ``crf`` applies to
-        x264/x265/VP9/AV1; ProRes uses its HQ profile; other encoders get a bit rate of about
-        0.2 bit per pixel.
-    crf : int, optional
-        Constant rate factor 0..51 (x264 scale, default 18); VP9/AV1 get ``crf + 13``.
-    lossless : bool
-        Bit-exact encoding (FFV1 in mkv, x264 qp 0 otherwise).
-    copy_streams_from : path-like, optional
-        A source video whose audio/subtitle streams are copied into the output.
-    frame_times : sequence of float, optional
-        Presentation time of each frame in seconds (keeps variable frame rate).
     metadata : dict, optional
         Stored as JSON in the container's ``comment`` tag.
+    video : VideoOptions, optional
+        How the video is encoded; default: all fields unset.  Here:
+
+        - ``codec``: FFmpeg encoder name or alias overriding the default (``"h264"``,
+          ``"h265"``, ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``, ...).
+          ``crf`` applies to x264/x265/VP9/AV1; ProRes uses its HQ profile; other encoders get
+          a bit rate of about 0.2 bit per pixel.
+        - ``crf``: constant rate factor 0..51 (x264 scale, default 18); VP9/AV1 get
+          ``crf + 13``.
+        - ``lossless``: bit-exact encoding (FFV1 in mkv, x264 qp 0 otherwise).
+        - ``copy_streams_from``: a source video whose audio/subtitle streams are copied into
+          the output.
+        - ``frame_times``: presentation time of each frame in seconds (keeps variable frame
+          rate).
+        - ``color_matrix`` ({"bt601", "bt709", "bt2020", "smpte240m", "fcc"}): Y'CbCr matrix;
+          default by output size (BT.709 when width >= 1280 or height > 576).
+        - ``color_range`` ({"limited", "full"}): default limited.
+        - ``color_primaries``, ``color_transfer``: FFmpeg names of the tags to write (e.g. a
+          source's ``"bt2020"``, ``"smpte2084"``); default: those of the matrix
+          (BT.709 / SMPTE 170M).
     preset : str
         x264/x265 speed preset.
-    color_matrix : {"bt601", "bt709", "bt2020", "smpte240m", "fcc"}, optional
-        Y'CbCr matrix; default by output size (BT.709 when width >= 1280 or height > 576).
-    color_range : {"limited", "full"}, optional
-        Default limited.
-    color_primaries, color_transfer : str, optional
-        FFmpeg names of the tags to write (e.g. a source's ``"bt2020"``, ``"smpte2084"``);
-        default: those of the matrix (BT.709 / SMPTE 170M).
 
     Raises
     ------
@@ -261,18 +262,15 @@ class VideoWriter(Writer):
         *,
         fps: float | str | Fraction | None = None,
         overwrite: bool = False,
-        codec: str | None = None,
-        crf: int | None = None,
-        lossless: bool = False,
-        copy_streams_from: str | os.PathLike | None = None,
-        frame_times=None,
         metadata: dict[str, Any] | None = None,
+        video: VideoOptions | None = None,
         preset: str = "medium",
-        color_matrix: str | None = None,
-        color_range: str | None = None,
-        color_primaries: str | None = None,
-        color_transfer: str | None = None,
     ):
+        video = video or VideoOptions()
+        codec, crf, lossless = video.codec, video.crf, video.lossless
+        copy_streams_from, frame_times = video.copy_streams_from, video.frame_times
+        color_matrix, color_range = video.color_matrix, video.color_range
+        color_primaries, color_transfer = video.color_primaries, video.color_transfer
         target = Path(path)
         fmt = VIDEO_OUT_EXTENSIONS.get(target.suffix.lower())
         if fmt is None:

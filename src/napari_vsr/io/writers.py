@@ -27,7 +27,7 @@ import numpy as np
 from napari_vsr.errors import ParameterError
 from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.stack_writers import PngFolderWriter, TiffStackWriter
-from napari_vsr.io.video_options import VIDEO_OPTION_NAMES, VideoOptions
+from napari_vsr.io.video_options import VideoOptions
 from napari_vsr.io.video_writer import VIDEO_OUT_EXTENSIONS, VideoWriter
 from napari_vsr.io.writer_base import Writer
 
@@ -71,7 +71,6 @@ def open_writer(
     overwrite: bool = False,
     metadata: dict[str, Any] | None = None,
     video: VideoOptions | None = None,
-    **video_options: Any,
 ) -> Writer:
     """Open a writer for ``path``, chosen by its extension (see the module notes).
 
@@ -89,9 +88,6 @@ def open_writer(
         Codec, quality, streams to copy, frame times and colour of a video output.  Options
         other than the colour tags are refused with a ``ParameterError`` for a non-video
         target.
-    **video_options
-        Shorthand for the fields of :class:`VideoOptions` (``codec=``, ``crf=``, ...), kept for
-        existing callers; not together with ``video``.
 
     Returns
     -------
@@ -100,19 +96,10 @@ def open_writer(
         ``.abort()`` discards; as a context manager it commits on success and aborts on any
         exception, KeyboardInterrupt included.
     """
-    if video_options:
-        unknown = sorted(set(video_options) - set(VIDEO_OPTION_NAMES))
-        if unknown:
-            raise TypeError(f"open_writer() got unexpected keyword arguments {unknown}")
-        if video is not None:
-            raise ParameterError("give video=VideoOptions(...) or its fields, not both")
-        video = VideoOptions(**video_options)
     video = video or VideoOptions()
     kind = writer_kind(path)
     if kind == "video":
-        writer = VideoWriter(
-            path, fps=fps, overwrite=overwrite, metadata=metadata, **video.as_kwargs()
-        )
+        writer = VideoWriter(path, fps=fps, overwrite=overwrite, metadata=metadata, video=video)
         # for the free-space estimate: CRF 18 H.264 of natural video is well under 3 % of the
         # raw RGB bytes; FFV1 and lossless x264 keep about half
         writer.size_ratio = 0.6 if video.lossless else 0.03
@@ -139,12 +126,8 @@ def write_frames_to(
     *,
     fps: float | str | Fraction | None = None,
     overwrite: bool = False,
-    codec: str | None = None,
-    crf: int | None = None,
-    lossless: bool = False,
-    copy_streams_from: str | os.PathLike | None = None,
-    frame_times=None,
     metadata: dict[str, Any] | None = None,
+    video: VideoOptions | None = None,
 ) -> Path:
     """Write a whole stack (``(T, H, W[, C])`` array, FrameArray or iterable of frames).
 
@@ -152,17 +135,7 @@ def write_frames_to(
     before the first frame (writable folder, free space, the format's limits).  Returns the
     target path once committed.
     """
-    writer = open_writer(
-        path,
-        fps=fps,
-        overwrite=overwrite,
-        codec=codec,
-        crf=crf,
-        lossless=lossless,
-        copy_streams_from=copy_streams_from,
-        frame_times=frame_times,
-        metadata=metadata,
-    )
+    writer = open_writer(path, fps=fps, overwrite=overwrite, metadata=metadata, video=video)
     with writer:
         if hasattr(frames, "shape") and hasattr(frames, "__getitem__"):
             if len(frames.shape) >= 3 and hasattr(frames, "dtype"):
