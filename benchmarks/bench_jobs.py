@@ -27,7 +27,7 @@ default (one per core) and the classic enhancer's one thread per core; a Dask wo
 ``OMP_NUM_THREADS`` = its share of the cores (checked in the workers with ``client.run`` on
 the runner's own cluster, :func:`napari_vsr.jobs.distributed.connect`, before the timed rows).
 
-    python benchmarks/bench_jobs.py               # full run (~10-15 min on 2 cores)
+    python benchmarks/bench_jobs.py               # full run (~4 min on 2 cores, more when loaded)
     python benchmarks/bench_jobs.py --repeats 3
     python benchmarks/bench_jobs.py --quick       # smoke: tiny frames, one round
 
@@ -364,7 +364,7 @@ def print_table(results: dict, probes: dict) -> None:
             cpu = " / ".join(f"{w['cpu_s']:.1f}" for w in r["workers"]) or "-"
             same = "yes" if r["identical"] else (
                 f"no (max diff {r.get('max_abs_diff')}, "
-                f"{100 * r.get('differing_pixel_fraction', 0):.3f} % of values)")
+                f"{100 * r.get('differing_pixel_fraction', 0):.2g} % of values)")
             print(f"| {workload} | {name} | {threads_text(workload, name, probes, threads)} | "
                   f"{r['seconds']:.2f} | {r['fps']:.2f} | {base / r['seconds']:.2f}x | "
                   f"{r['driver_peak_rss_mib']:.0f} (+{r['driver_rss_increase_mib']:.0f}) | "
