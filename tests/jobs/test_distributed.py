@@ -88,7 +88,9 @@ def _idle(client, timeout=60.0) -> None:
 # --- results equal the single process -----------------------------------------------------------
 def test_local_cluster_equals_the_single_process(tmp_path, sample_frames_dir, expected):
     out = tmp_path / "out.tif"
+    environ = dict(os.environ)
     result, done = _events(_request(sample_frames_dir, out, scheduler="local:2"))
+    assert dict(os.environ) == environ  # the workers' thread settings stay theirs
     assert result.segments_computed == 6 and result.segments_reused == 0
     assert sorted(e.index for e in done) == list(range(6)) and all(e.computed for e in done)
     assert all(e.worker.startswith("tcp://127.0.0.1:") for e in done)

@@ -489,11 +489,16 @@ def _output_size(steps: Iterable[Step], height: int, width: int) -> tuple[int, i
 
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask, e.g. under ``taskset`` or a container
-    CPU set), not every CPU of the machine."""
+    CPU set), not every CPU of the machine; at most ``$NAPARI_VSR_THREADS`` when set (a Dask
+    worker's share of its machine's cores)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    cap = os.environ.get("NAPARI_VSR_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        cpus = min(cpus, int(cap))
+    return cpus
 
 
 def _check_out(

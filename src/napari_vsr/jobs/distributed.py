@@ -107,7 +107,7 @@ def worker_envs(n_workers: int, gpus: list[str] | None) -> list[dict[str, str]]:
     envs = []
     for i in range(n_workers):
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "OPENBLAS_NUM_THREADS": threads}
+               "OPENBLAS_NUM_THREADS": threads, "NAPARI_VSR_THREADS": threads}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         envs.append(env)
@@ -148,6 +148,15 @@ def start_local_cluster(n_workers: int, envs: list[dict[str, str]], *, gpu: bool
     return cluster
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put this process's environment back as it was (the workers have theirs already)."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 def _dashboard(client) -> str | None:
     try:
         services = client.scheduler_info(n_workers=0).get("services", {})
@@ -177,9 +186,13 @@ def connect(scheduler: str, *, cuda: bool):
         n = int(value) or (len(gpus) if gpus else _cpu_count())
         log.info("starting a Dask LocalCluster of %d worker process%s%s", n,
                  "" if n == 1 else "es", f" pinned to GPUs {gpus}" if gpus else "")
+        # distributed sets OMP_NUM_THREADS & co. in this process's environment before it
+        # spawns workers; the caller (napari, a script) must get its own back
+        saved_environ = dict(os.environ)
         try:
             cluster = start_local_cluster(n, worker_envs(n, gpus), gpu=bool(gpus))
         except Exception as exc:
+            _restore_environ(saved_environ)
             raise SchedulerError(f"--scheduler {scheduler}: cannot start a local Dask "
                                  f"cluster ({type(exc).__name__}: {exc})") from exc
         try:
@@ -190,6 +203,8 @@ def connect(scheduler: str, *, cuda: bool):
                     raise SchedulerError(
                         f"--scheduler {scheduler}: the local Dask workers did not start "
                         f"within {WORKERS_TIMEOUT_S:.0f} s") from exc
+                finally:
+                    _restore_environ(saved_environ)
                 log.info("Dask LocalCluster %s: %d workers", cluster.scheduler_address, n)
                 yield client
         finally:
@@ -255,6 +270,21 @@ def _task_error(seg: Segment, future) -> SegmentTaskError:
     return error
 
 
+def _segment_result(future, seg: Segment, job: JobDir, output) -> dict[str, Any]:
+    """A finished task's small result dict; when it cannot be fetched (it was held by a worker
+    that died since, and Dask is recomputing it), the committed segment file is the answer."""
+    try:
+        return dict(future.result(timeout=CONNECT_TIMEOUT_S))
+    except Exception as exc:
+        if job.is_committed(seg, *output):
+            log.info("segment %d: its task result was lost with its worker (%s); the segment "
+                     "is committed", seg.index, exc)
+            return {"index": seg.index, "frames": seg.length, "computed": True, "worker": None}
+        raise SegmentTaskError(
+            f"segment {seg.index} (frames {seg.start}:{seg.stop}) finished but neither its "
+            f"result nor its file can be found ({type(exc).__name__}: {exc})") from exc
+
+
 def run_distributed(job: JobDir, pending: list[Segment], scheduler: str, *,
                     cancel: CancelToken) -> Iterator[tuple[Segment, dict[str, Any]]]:
     """Compute ``pending`` segments of ``job`` as Dask tasks; yield each as it is committed.
@@ -291,7 +321,9 @@ def run_distributed(job: JobDir, pending: list[Segment], scheduler: str, *,
     if not pending:
         return
     distributed = _import_distributed()
-    cuda = job.read_manifest().get("device_type") == "cuda"
+    manifest = job.read_manifest()
+    cuda = manifest.get("device_type") == "cuda"
+    output = (tuple(manifest["output"]["frame_shape"]), manifest["output"]["dtype"])
     with connect(scheduler, cuda=cuda) as client:
         resources = None
         if cuda:
@@ -328,7 +360,7 @@ def run_distributed(job: JobDir, pending: list[Segment], scheduler: str, *,
                         raise SegmentTaskError(
                             f"segment {seg.index} (frames {seg.start}:{seg.stop}) was cancelled "
                             "on the Dask scheduler")
-                    info = dict(future.result())
+                    info = _segment_result(future, seg, job, output)
                     future.release()
                     yield seg, info
         except Cancelled:

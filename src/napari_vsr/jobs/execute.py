@@ -99,6 +99,23 @@ _worker_lock = threading.Lock()
 _worker_state: dict[str, Any] = {}
 
 
+def _apply_thread_share() -> None:
+    """A worker started by a local cluster gets its share of the cores in
+    ``$NAPARI_VSR_THREADS``: apply it to PyTorch and OpenCV as well (PyTorch may have been
+    imported, with another count, before the variable was read)."""
+    share = os.environ.get("NAPARI_VSR_THREADS", "").strip()
+    if not share.isdigit() or int(share) < 1 or _worker_state.get("threads") == share:
+        return
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(share))
+    import cv2
+
+    cv2.setNumThreads(int(share))
+    _worker_state["threads"] = share
+
+
 def _worker_enhancer(method: dict[str, Any], frame_size):
     """One enhancer per worker process and method (weights loaded once)."""
     import json
@@ -112,6 +129,8 @@ def _worker_enhancer(method: dict[str, Any], frame_size):
     if cached is not None:
         cached[1].close()
     enhancer = MethodOptions.from_dict(method).build(frame_size=frame_size)
+    _worker_state.pop("threads", None)  # the network may have imported torch just now
+    _apply_thread_share()
     _worker_state["enhancer"] = (key, enhancer)
     return enhancer
 
@@ -152,6 +171,7 @@ def segment_task(job_dir: str, index: int) -> dict[str, Any]:
         result.update(elapsed_s=0.0, device=None)
         return result
     with _worker_lock:  # one segment at a time per process: the enhancer is not re-entrant
+        _apply_thread_share()
         source = _worker_source(manifest)
         enhancer = _worker_enhancer(manifest["method"], tuple(manifest["engine"]["frame_size"]))
         compute_segment(source, enhancer, manifest, segment, job)

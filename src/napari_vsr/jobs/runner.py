@@ -645,7 +645,9 @@ def _relay_distributed(results, job: JobDir, sink, clock, done_frames, segs_done
         if sink is not None:
             sink.put(seg.start - start, job.load(seg))
             yield FramesDone(seg.start, seg.start - start, seg.length)
-        yield SegmentDone(seg.index, seg.start, seg.stop, computed=bool(info.get("computed")),
+        # a pending segment was computed in this job, also when its task was rerun after
+        # the worker that committed it died (the rerun finds the file and says "not computed")
+        yield SegmentDone(seg.index, seg.start, seg.stop, computed=True,
                           worker=info.get("worker"))
         yield clock.progress(done_frames, segments_done=segs_done, segments_total=segs_total)
 
