@@ -246,6 +246,41 @@ def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_d
     assert widget.result_layer.data.shape == (6, 64, 64, 3), widget.result_layer.data.shape
 
 
+class _Blocking:
+    """Wraps an enhancer; its first chunk starts, says so, and waits for the test's gate."""
+
+    def __init__(self, inner, started: threading.Event, gate: threading.Event):
+        self._inner, self._started, self._gate = inner, started, gate
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def enhance(self, frames, *, step=None):
+        self._started.set()
+        assert self._gate.wait(30), "the test never released the chunk"
+        return self._inner.enhance(frames, step=step)
+
+
+def test_preview_can_be_cancelled(viewer, qtbot, clip, monkeypatch):
+    import napari_vsr.enhancers as enhancers
+
+    started, gate = threading.Event(), threading.Event()
+    real = enhancers.make_enhancer
+    monkeypatch.setattr(enhancers, "make_enhancer",
+                        lambda *a, **k: _Blocking(real(*a, **k), started, gate))
+    viewer.add_image(clip, name="clip")
+    widget = EnhanceWidget(viewer)
+    widget.set_method("classic", "seed")
+    widget.preview()
+    qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
+    assert widget.cancel_button.isEnabled()
+    widget.cancel()
+    gate.set()  # the chunk runs on, and its first finished frame meets the cancel
+    _wait_idle(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["clip"] and widget.preview_layer is None
+    assert "cancelled" in widget.status_label.text()
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_cancel_mid_run(viewer, qtbot, clip, monkeypatch, tmp_path, keep):
     import napari_vsr.enhancers as enhancers
