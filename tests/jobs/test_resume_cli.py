@@ -104,3 +104,31 @@ def test_resume_with_other_options_is_refused(tmp_path, clip):
     assert "was made by a different command" in line and "preset: 'temporal-denoise'" in line
     same = _cli(str(src), "-o", str(out), "-q", "--frames", "0:16", "--resume")
     assert same.returncode == 0 and "(2 segments resumed)" in same.stderr
+
+
+def test_a_job_another_process_runs_is_refused(tmp_path, clip):
+    """Two commands on one output: the second is told the first is running (not offered to
+    resume it), and nothing of the first is touched; a killed holder frees the job."""
+    from napari_vsr.jobs.state import JobDir
+
+    src, _ = clip
+    out = tmp_path / "out.tif"
+    job = JobDir(tmp_path / ".out.tif.vsr-job")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from napari_vsr.jobs.state import JobDir; "
+         f"j = JobDir({str(job.path)!r}); j.lock(); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            done = _cli(str(src), "-o", str(out), "-q", "--frames", "0:8", *extra)
+            assert done.returncode == 1, done.stderr
+            line, = done.stderr.strip().splitlines()
+            assert f"another napari-vsr process (pid {holder.pid}) is running this job" in line
+        assert job.path.is_dir() and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    done = _cli(str(src), "-o", str(out), "-q", "--frames", "0:8", "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]

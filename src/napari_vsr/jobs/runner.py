@@ -327,6 +327,7 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
               if own_source else request.source)
     enhancer = None
     created_job: JobDir | None = None  # removed again if the run fails before any commit
+    job: JobDir | None = None
     try:
         shape = tuple(int(s) for s in np.shape(source))
         rgb = source_rgb(source, request.rgb)
@@ -335,9 +336,10 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
             yield JobWarning(message)
         kind = _check_output(request, source, rgb)
         live = request.output is None or (kind == "zarr" and request.live)
-        job = None
         if request.durable and request.output is not None:
             job = JobDir(request.job_dir or default_job_dir(request.output))
+        if job is not None and job.path.is_dir():
+            job.lock()  # never two drivers on one job (a killed one holds nothing)
         stored = _existing_job(request, job)
         scheduler = parse_scheduler(request.scheduler or os.environ.get("NAPARI_VSR_SCHEDULER"))
         if scheduler is not None and not own_source:
@@ -421,6 +423,7 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
                 writer.abort()
         if job is not None and stored is None:
             job.create(manifest)
+            job.lock()
             created_job = job
         yield JobStarted(label, enhancer.scale, n_frames, (start, stop), len(segments), len(done),
                          None if job is None else os.fspath(job.path),
@@ -478,6 +481,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
             created_job.remove()  # nothing to resume: leave nothing behind
         raise
     finally:
+        if job is not None:
+            job.unlock()
         if enhancer is not None:
             enhancer.close()
         if own_source:

@@ -38,12 +38,17 @@ from napari_vsr.io.writer_base import (
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 JOB_SUFFIX = ".vsr-job"
 _TMP_PREFIX = ".tmp-"
 
 
 class JobStateError(VsrError, ValueError):
     """A job folder that cannot be used (unreadable manifest, not a job folder)."""
+
+
+class JobBusyError(JobStateError):
+    """Another process is running the job of this folder right now."""
 
 
 def default_job_dir(output: str | os.PathLike) -> Path:
@@ -115,6 +120,48 @@ class JobDir:
             raise WriteError(f"cannot create the job folder ({exc.strerror or exc})",
                              path=self.path) from exc
 
+    def lock(self) -> None:
+        """Claim the job for this process until :meth:`unlock` (or the process ends: the OS
+        drops the lock of a killed process, so a crash never leaves the job claimed).
+
+        Raises
+        ------
+        JobBusyError
+            Another process holds it (naming that process).
+        """
+        if getattr(self, "_lock_file", None) is not None:
+            return
+        try:
+            import fcntl
+        except ModuleNotFoundError:  # not on POSIX: no claim, as before
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / LOCK_NAME, "a+")
+        except OSError as exc:
+            raise WriteError(f"cannot create the job folder ({exc.strerror or exc})",
+                             path=self.path) from exc
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise JobBusyError(
+                f"another napari-vsr process (pid {owner}) is running this job now; wait for "
+                "it to end, or stop it and add --resume", path=self.path) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock_file", None)
+        if handle is not None:
+            self._lock_file = None
+            handle.close()
+
     def read_manifest(self) -> dict:
         """The manifest, or :class:`JobStateError` naming the folder."""
         path = self.path / MANIFEST_NAME
@@ -136,6 +183,7 @@ class JobDir:
             raise JobStateError(
                 "not removed: the folder has no napari-vsr marker", path=self.path
             )
+        self.unlock()
         shutil.rmtree(self.path, ignore_errors=True)
         fsync_dir(self.path.parent)
 
