@@ -477,8 +477,11 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
                          n_frames, computed, len(done), time.perf_counter() - t0, metadata,
                          None if sink is None else sink.store, replaced)
     except BaseException:
-        if created_job is not None and not any(created_job.path.glob("segment-*.npy")):
-            created_job.remove()  # nothing to resume: leave nothing behind
+        # nothing to resume: leave nothing behind (a live store stays as a partial result,
+        # with its job folder, until its owner discards both)
+        if (created_job is not None and not request.live
+                and not any(created_job.path.glob("segment-*.npy"))):
+            created_job.remove()
         raise
     finally:
         if job is not None:
