@@ -302,6 +302,7 @@ def test_cli_runs_on_an_external_scheduler(tmp_path, sample_frames_dir, expected
                 "--frames", f"{FRAMES[0]}:{FRAMES[1]}", "--scheduler", external_scheduler,
                 "-q")
     assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [f"wrote 12 frames to {out}"]  # no Dask chatter
     np.testing.assert_array_equal(tifffile.imread(out), expected)
     # the scheduler keeps running for the next job
     with distributed.Client(external_scheduler, timeout=30) as client:
@@ -356,3 +357,30 @@ def test_nothing_imports_distributed_unless_asked():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
+
+
+def test_cli_on_a_local_cluster_prints_only_its_own_lines(tmp_path, sample_frames_dir, expected):
+    out = tmp_path / "out.tif"
+    done = _cli("enhance", str(sample_frames_dir), "-o", str(out), "--method", "classic",
+                "--preset", "temporal-denoise", "--chunk", "2", "--segment", "2",
+                "--frames", f"{FRAMES[0]}:{FRAMES[1]}", "--scheduler", "local:2", "-q")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [f"wrote 12 frames to {out}"]
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+
+
+def test_a_task_of_an_earlier_job_commits_nothing(tmp_path, sample_frames_dir):
+    """A worker still running a segment after its job folder was started over (another
+    command, --overwrite) must not commit into the new job."""
+    from napari_vsr.jobs.execute import segment_task
+
+    out = tmp_path / "out.tif"
+    run(_request(sample_frames_dir, out, frame_range=(0, 4), keep_job=True))
+    job = JobDir(default_job_dir(out))
+    old_id = job.read_manifest()["job_id"]
+    run(_request(sample_frames_dir, out, frame_range=(0, 4), keep_job=True, overwrite=True))
+    assert job.read_manifest()["job_id"] != old_id
+    job.segment_path(0).unlink()
+    assert segment_task(str(job.path), 0, old_id)["stale"] is True
+    assert not job.segment_path(0).exists()
+    assert segment_task(str(job.path), 0, job.read_manifest()["job_id"])["computed"] is True

@@ -101,7 +101,7 @@ def test_resume_with_other_options_is_refused(tmp_path, clip):
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert other.returncode == 1
     line, = other.stderr.strip().splitlines()
-    assert "was made by a different command" in line and "preset: 'temporal-denoise'" in line
+    assert "does not match this command" in line and "preset: 'temporal-denoise'" in line
     same = _cli(str(src), "-o", str(out), "-q", "--frames", "0:16", "--resume")
     assert same.returncode == 0 and "(2 segments resumed)" in same.stderr
 
@@ -132,3 +132,25 @@ def test_a_job_another_process_runs_is_refused(tmp_path, clip):
     done = _cli(str(src), "-o", str(out), "-q", "--frames", "0:8", "--overwrite")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_job_dir_never_takes_a_users_folder(tmp_path, clip):
+    """``--job-dir .`` or any folder with other files is refused before any work (a job
+    folder is deleted when its job ends); an empty or new folder is used and removed."""
+    src, _ = clip
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.txt").write_text("precious")
+    out = tmp_path / "out.tif"
+    for job_dir in (mine, tmp_path):
+        done = _cli(str(src), "-o", str(out), "-q", "--frames", "0:8", "--job-dir", str(job_dir))
+        assert done.returncode == 1, done.stderr
+        line, = done.stderr.strip().splitlines()
+        assert "--job-dir: the folder holds other files" in line and str(job_dir) in line
+    assert (mine / "thesis.txt").read_text() == "precious" and (mine / "sub").is_dir()
+    assert not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = _cli(str(src), "-o", str(out), "-q", "--frames", "0:8", "--job-dir", str(empty))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out.tif"]

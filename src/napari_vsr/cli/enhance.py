@@ -1,7 +1,8 @@
 """``napari-vsr enhance INPUT -o OUTPUT``: run an enhancer over a whole source through the engine.
 
 The output kind follows its extension (video, ``.tif``/``.tiff`` stack, ``.zarr`` store, or a
-folder of PNG frames); it appears under its name only when complete.  Ctrl-C leaves nothing.
+folder of PNG frames); it appears under its name only when complete.  The run is a job
+(:mod:`napari_vsr.jobs`): an interrupted one keeps its finished segments for ``--resume``.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.finish()
-    reused = f" ({result.segments_reused} segments resumed)" if result.segments_reused else ""
+    n = result.segments_reused
+    reused = f" ({n} segment{'' if n == 1 else 's'} resumed)" if n else ""
     print(f"wrote {result.frames} frames to {args.output}{reused}", file=sys.stderr)
     if result.replaced_frames:
         warn(_replaced_line(result.replaced_frames))
@@ -165,6 +167,14 @@ def _positive(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text!r}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """argparse ``type=`` for sizes: a whole number >= 1."""
+    value = _positive(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
 
 
@@ -192,7 +202,8 @@ def register(subparsers) -> None:
             "Enhance INPUT (video, folder of frames, TIFF stack or .zarr) into OUTPUT, whose kind "
             "follows its extension (.mp4/.mkv/.mov video, .tif stack, .zarr store, or a folder "
             "of PNG frames).  Video keeps the source fps, timestamps, audio and subtitles.  "
-            "OUTPUT appears only when complete; Ctrl-C leaves nothing behind."
+            "OUTPUT appears only when complete; an interrupted run (Ctrl-C, kill, crash) keeps "
+            "its finished segments in a job folder beside OUTPUT and continues with --resume."
         ),
     )
     p.add_argument("input", metavar="INPUT", help="video, folder of images, TIFF stack or .zarr")
@@ -266,7 +277,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
         "limit) continues where it stopped with --resume.",
     )
     g.add_argument(
-        "--segment", type=_positive, metavar="N",
+        "--segment", type=_at_least_one, metavar="N",
         help="output frames per segment, rounded up to whole chunks (default: about 48)",
     )
     g.add_argument(

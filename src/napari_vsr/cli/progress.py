@@ -42,7 +42,9 @@ class ProgressBar:
         if new_stage and self._shown and self.tty:
             self.finish()
         self._stage = p.stage
-        final = p.total is not None and p.done >= p.total
+        # the end of a stage (a job's last frames arrive before its last segment is saved)
+        final = (p.total is not None and p.done >= p.total
+                 and (not p.segments_total or (p.segments_done or 0) >= p.segments_total))
         if not (self.tty or final or new_stage or now - self._last >= self.interval_s):
             return
         self._last = now

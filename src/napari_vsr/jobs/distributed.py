@@ -114,7 +114,8 @@ def worker_envs(n_workers: int, gpus: list[str] | None) -> list[dict[str, str]]:
     return envs
 
 
-def start_local_cluster(n_workers: int, envs: list[dict[str, str]], *, gpu: bool):
+def start_local_cluster(n_workers: int, envs: list[dict[str, str]], *, gpu: bool,
+                        quiet: bool = False):
     """A :class:`distributed.LocalCluster` of ``n_workers`` single-threaded worker processes on
     127.0.0.1, worker ``i`` spawned with ``envs[i]`` (kept when its nanny restarts it), each
     declaring ``GPU=1`` when ``gpu``."""
@@ -137,7 +138,10 @@ def start_local_cluster(n_workers: int, envs: list[dict[str, str]], *, gpu: bool
     # limit is what LocalCluster(n_workers=n) would give each worker (a share of the host's)
     cluster = PinnedLocalCluster(
         n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, memory_limit=parse_memory_limit("auto", 1, n_workers, logger=log),
+        # the dashboard on a free loopback port (None still serves it, on 8787 of every host)
+        dashboard_address="127.0.0.1:0",
+        memory_limit=parse_memory_limit("auto", 1, n_workers, logger=log),
+        silence_logs=logging.CRITICAL if quiet else logging.WARNING,
         **options,
     )
     try:
@@ -173,6 +177,22 @@ def _n_workers(client) -> tuple[int, bool]:
 
 
 @contextmanager
+def _quiet_dask_logs():
+    """Dask's own log lines (INFO on every connection, tracebacks of connections closed at
+    shutdown) stay out of the user's terminal unless napari-vsr logs at INFO (``-v``): a job's
+    failures reach the user as napari-vsr errors."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    quiet = not log.isEnabledFor(logging.INFO)
+    if quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield quiet
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def connect(scheduler: str, *, cuda: bool):
     """A :class:`distributed.Client` for ``scheduler`` ("local[:N]" or "tcp://HOST:PORT");
     a local cluster is started here and closed on exit, an external one left running."""
@@ -180,6 +200,11 @@ def connect(scheduler: str, *, cuda: bool):
     if parsed is None:
         raise ParameterError("--scheduler: no scheduler given")
     distributed = _import_distributed()
+    with _quiet_dask_logs() as quiet:
+        yield from _connect(distributed, parsed, scheduler, cuda=cuda, quiet=quiet)
+
+
+def _connect(distributed, parsed, scheduler: str, *, cuda: bool, quiet: bool):
     kind, value = parsed
     if kind == "local":
         gpus = visible_gpus() if cuda else []
@@ -190,7 +215,8 @@ def connect(scheduler: str, *, cuda: bool):
         # spawns workers; the caller (napari, a script) must get its own back
         saved_environ = dict(os.environ)
         try:
-            cluster = start_local_cluster(n, worker_envs(n, gpus), gpu=bool(gpus))
+            cluster = start_local_cluster(n, worker_envs(n, gpus), gpu=bool(gpus),
+                                          quiet=quiet)
         except Exception as exc:
             _restore_environ(saved_environ)
             raise SchedulerError(f"--scheduler {scheduler}: cannot start a local Dask "
@@ -231,7 +257,8 @@ def connect(scheduler: str, *, cuda: bool):
         client.close()  # only this client: the scheduler and its workers keep running
 
 
-def worker_segment_task(job_dir: str, index: int) -> dict[str, Any]:
+def worker_segment_task(job_dir: str, index: int, job_id: str | None = None
+                        ) -> dict[str, Any]:
     """The Dask task: :func:`~napari_vsr.jobs.execute.segment_task` plus the address of the
     worker running it, in the result as ``"worker"`` and on an error as its ``vsr_worker``
     attribute (pickled with it)."""
@@ -244,7 +271,7 @@ def worker_segment_task(job_dir: str, index: int) -> dict[str, Any]:
     except ValueError:  # not in a worker (called directly)
         address = None
     try:
-        info = segment_task(job_dir, index)
+        info = segment_task(job_dir, index, job_id)
     except Exception as exc:
         try:
             exc.vsr_worker = address
@@ -274,7 +301,7 @@ def _segment_result(future, seg: Segment, job: JobDir, output) -> dict[str, Any]
     """A finished task's small result dict; when it cannot be fetched (it was held by a worker
     that died since, and Dask is recomputing it), the committed segment file is the answer."""
     try:
-        return dict(future.result(timeout=CONNECT_TIMEOUT_S))
+        info = dict(future.result(timeout=CONNECT_TIMEOUT_S))
     except Exception as exc:
         if job.is_committed(seg, *output):
             log.info("segment %d: its task result was lost with its worker (%s); the segment "
@@ -283,6 +310,11 @@ def _segment_result(future, seg: Segment, job: JobDir, output) -> dict[str, Any]
         raise SegmentTaskError(
             f"segment {seg.index} (frames {seg.start}:{seg.stop}) finished but neither its "
             f"result nor its file can be found ({type(exc).__name__}: {exc})") from exc
+    if info.get("stale"):
+        raise SegmentTaskError(
+            f"segment {seg.index}: the job folder {job.path} now holds another job (was it "
+            "started over by another command?)")
+    return info
 
 
 def run_distributed(job: JobDir, pending: list[Segment], scheduler: str, *,
@@ -338,6 +370,7 @@ def run_distributed(job: JobDir, pending: list[Segment], scheduler: str, *,
         for seg in pending:
             future = client.submit(
                 worker_segment_task, os.fspath(job.path.resolve()), seg.index,
+                manifest.get("job_id"),
                 key=f"napari-vsr-segment-{seg.index:06d}-{token}", pure=False,
                 resources=resources, retries=TASK_RETRIES,
             )

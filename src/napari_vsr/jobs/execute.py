@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_vsr.jobs.progress import CancelToken, Progress
 from napari_vsr.jobs.segments import Segment
-from napari_vsr.jobs.state import JobDir
+from napari_vsr.jobs.state import JobDir, JobStateError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def iter_segment(
     *,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelToken | None = None,
+    still_current: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Enhance the frames of ``segment``, yielding ``(source index, frame)`` in order, and
     commit them to ``job`` when the last one is written.
@@ -52,6 +53,9 @@ def iter_segment(
     progress : callable, optional
         The engine's per-frame :class:`Progress` within the segment.
     cancel : CancelToken, optional
+    still_current : callable, optional
+        Asked just before the commit; False discards the frames (the job folder was given to
+        another job meanwhile).
 
     Yields
     ------
@@ -83,14 +87,20 @@ def iter_segment(
         for index, frame in frames:
             part.write(frame)
             yield index, frame
+        if still_current is not None and not still_current():
+            log.warning("segment %d: the job folder %s now holds another job; not committed",
+                        segment.index, job.path)
+            part.discard()
+            return
         part.commit()
 
 
 def compute_segment(source, enhancer, manifest: dict[str, Any], segment: Segment, job: JobDir,
-                    *, progress=None, cancel: CancelToken | None = None) -> None:
+                    *, progress=None, cancel: CancelToken | None = None,
+                    still_current: Callable[[], bool] | None = None) -> None:
     """:func:`iter_segment` run to its end: the segment is committed to ``job``."""
     for _ in iter_segment(source, enhancer, manifest, segment, job, progress=progress,
-                          cancel=cancel):
+                          cancel=cancel, still_current=still_current):
         pass
 
 
@@ -148,11 +158,13 @@ def _worker_source(manifest: dict[str, Any]):
     return source
 
 
-def segment_task(job_dir: str, index: int) -> dict[str, Any]:
+def segment_task(job_dir: str, index: int, job_id: str | None = None) -> dict[str, Any]:
     """Compute and commit segment ``index`` of the job in ``job_dir`` (a Dask task).
 
     Safe to run twice (a rescheduled task whose first run committed already returns at once)
-    and in parallel with other segments of the same job.
+    and in parallel with other segments of the same job.  With ``job_id`` (the manifest's),
+    a task whose job folder was meanwhile given to another job computes and commits nothing
+    (``"stale": True`` in the result).
 
     Returns
     -------
@@ -167,6 +179,18 @@ def segment_task(job_dir: str, index: int) -> dict[str, Any]:
     segment = manifest_segments(manifest)[index]
     out = manifest["output"]
     result = {"index": index, "frames": segment.length, "pid": os.getpid(), "computed": False}
+
+    def still_current() -> bool:
+        if job_id is None:
+            return True
+        try:
+            return job.read_manifest().get("job_id") == job_id
+        except JobStateError:
+            return False
+
+    if not still_current():
+        result.update(elapsed_s=0.0, device=None, stale=True)
+        return result
     if job.is_committed(segment, tuple(out["frame_shape"]), out["dtype"]):
         result.update(elapsed_s=0.0, device=None)
         return result
@@ -174,7 +198,7 @@ def segment_task(job_dir: str, index: int) -> dict[str, Any]:
         _apply_thread_share()
         source = _worker_source(manifest)
         enhancer = _worker_enhancer(manifest["method"], tuple(manifest["engine"]["frame_size"]))
-        compute_segment(source, enhancer, manifest, segment, job)
+        compute_segment(source, enhancer, manifest, segment, job, still_current=still_current)
     device = enhancer.describe().get("device")
     result.update(elapsed_s=time.perf_counter() - t0, computed=True, device=device)
     log.info("segment %d (%d frames) done in %.1f s", index, segment.length, result["elapsed_s"])

@@ -11,6 +11,7 @@ differs.
 from __future__ import annotations
 
 import datetime as _dt
+import uuid
 from typing import Any
 
 from napari_vsr.jobs.segments import Segment
@@ -57,6 +58,9 @@ def build_manifest(
     """The manifest document (JSON-safe)."""
     return {
         "version": MANIFEST_VERSION,
+        # names this job, not its contents: a task of an earlier job in the same folder (a
+        # worker still running after --overwrite started over) finds another id, commits nothing
+        "job_id": uuid.uuid4().hex,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": source,
         "frames": [int(frames[0]), int(frames[1])],
@@ -91,6 +95,9 @@ def mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     for path, what in _COMPARED:
         a, b = _get(stored, path), _get(wanted, path)
         if a != b:
+            while isinstance(a, dict) and isinstance(b, dict):  # name the field that differs
+                key = next(k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k))
+                what, a, b = f"{what} ({key})", a.get(key), b.get(key)
             return f"{what}: {_short(a)} in the job, {_short(b)} now"
     return None
 

@@ -192,12 +192,13 @@ def _file_sha256(path: str | None) -> str | None:
         return None
 
 
-def _existing_job(request: JobRequest, job: JobDir | None) -> dict | None:
+def _existing_job(request: JobRequest, job: JobDir | None, warnings: list[str]
+                  ) -> dict | None:
     """The stored manifest of an interrupted job of this output (after the overwrite/resume
     rules), or None to start a fresh job."""
     if job is None or not job.exists():
         if request.resume and job is not None:
-            log.warning("--resume: no interrupted job in %s; starting a new one", job.path)
+            warnings.append(f"--resume: no interrupted job in {job.path}; starting a new one")
         return None
     if request.overwrite and not request.resume:
         log.info("--overwrite: removing the interrupted job in %s", job.path)
@@ -338,9 +339,14 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
         live = request.output is None or (kind == "zarr" and request.live)
         if request.durable and request.output is not None:
             job = JobDir(request.job_dir or default_job_dir(request.output))
+        if job is not None and not job.exists():
+            job.check_usable()  # never a user's folder (it is deleted when the job ends)
         if job is not None and job.path.is_dir():
             job.lock()  # never two drivers on one job (a killed one holds nothing)
-        stored = _existing_job(request, job)
+        resume_notes: list[str] = []
+        stored = _existing_job(request, job, resume_notes)
+        for message in resume_notes:
+            yield JobWarning(message)
         scheduler = parse_scheduler(request.scheduler or os.environ.get("NAPARI_VSR_SCHEDULER"))
         if scheduler is not None and not own_source:
             raise ParameterError("--scheduler: a distributed job needs a source file that "
@@ -389,9 +395,9 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
             why = mismatch(stored, manifest)
             if why is not None:
                 raise JobMismatchError(
-                    f"--resume: the interrupted job in {job.path} was made by a different "
-                    f"command ({why}); run that command again, or use --overwrite to start over",
-                    path=request.output,
+                    f"--resume: the interrupted job in {job.path} does not match this command "
+                    f"or its input ({why}); run its command again, or use --overwrite to start "
+                    "over", path=request.output,
                 )
             manifest = stored
             job.sweep()

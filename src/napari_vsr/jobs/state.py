@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,6 +91,12 @@ def write_json_durably(path: Path, doc: Any) -> None:
     fsync_dir(path.parent)
 
 
+def _is_job_file(name: str) -> bool:
+    """Whether a job writes files of this name into its folder."""
+    return (name in (MARKER_NAME, MANIFEST_NAME, LOCK_NAME) or name.startswith(_TMP_PREFIX)
+            or (name.startswith("segment-") and name.endswith(".npy")))
+
+
 class JobDir:
     """The state folder of one job.
 
@@ -108,8 +113,30 @@ class JobDir:
     def exists(self) -> bool:
         return (self.path / MANIFEST_NAME).is_file()
 
+    def foreign_entries(self) -> list[str]:
+        """Names in the folder that a job does not write (a user's files), sorted."""
+        try:
+            names = [e.name for e in self.path.iterdir()]
+        except OSError:
+            return []
+        return sorted(n for n in names if not _is_job_file(n))
+
+    def check_usable(self) -> None:
+        """Refuse, before any work, a folder that holds anything but a job's own files: a job
+        folder is deleted when its job ends, and a user's folder must never be (e.g.
+        ``--job-dir .``)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise JobStateError("--job-dir: not a folder", path=self.path)
+        foreign = self.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise JobStateError(
+                f"--job-dir: the folder holds other files ({shown}); give a new or empty "
+                "folder for the job's state (it is deleted when the job ends)", path=self.path)
+
     def create(self, manifest: dict) -> None:
         """Make the folder with its marker and manifest (a fresh job)."""
+        self.check_usable()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             write_marker(self.path, "job")
@@ -184,7 +211,14 @@ class JobDir:
                 "not removed: the folder has no napari-vsr marker", path=self.path
             )
         self.unlock()
-        shutil.rmtree(self.path, ignore_errors=True)
+        # only the job's own files, then the folder if that left it empty: never a user's file
+        for entry in self.path.iterdir():
+            if _is_job_file(entry.name) and not entry.is_dir():
+                entry.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            log.warning("%s: kept the job folder: it holds other files", self.path)
         fsync_dir(self.path.parent)
 
     def sweep(self) -> None:
