@@ -114,36 +114,36 @@ def job_request(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from napari_vsr.io import writer_kind
-    from napari_vsr.jobs.runner import JobStarted, JobWarning, SegmentDone, run
+    from napari_vsr.jobs.runner import JobStarted, JobWarning, run
 
     writer_kind(Path(args.output))  # an unknown output extension is a usage error, first
     _warn_ignored_options(args)
     request = job_request(args)
     bar = None if args.quiet else ProgressBar("enhance")
-    state = {"job_dir": None, "segments": 0, "done": 0}
+    state = {"job_dir": None, "segments": 0}
 
     def on_event(event) -> None:
         if isinstance(event, JobWarning):
             warn(event.message)
         elif isinstance(event, JobStarted):
-            state.update(job_dir=event.job_dir, segments=event.segments, done=event.resumed)
+            state.update(job_dir=event.job_dir, segments=event.segments)
             if event.resumed:
                 print(
                     f"napari-vsr enhance: resuming: {event.resumed} of {event.segments} segments "
                     f"already done in {event.job_dir}",
                     file=sys.stderr,
                 )
-        elif isinstance(event, SegmentDone):
-            state["done"] += 1
 
     try:
         result = run(request, progress=bar, on_event=on_event)
     except KeyboardInterrupt:
         if bar is not None:
             bar.finish()
-        if state["job_dir"] and state["done"]:
+        # counted in the folder: Dask workers may have committed more than was reported
+        saved = len(list(Path(state["job_dir"]).glob("segment-*.npy"))) if state["job_dir"] else 0
+        if saved:
             print(
-                f"napari-vsr enhance: {state['done']} of {state['segments']} segments are saved "
+                f"napari-vsr enhance: {saved} of {state['segments']} segments are saved "
                 f"in {state['job_dir']}; run the same command with --resume to continue",
                 file=sys.stderr,
             )
