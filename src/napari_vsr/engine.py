@@ -721,3 +721,21 @@ def resolve_chunk(
     layout = _layout(shape, 0, rgb)
     overlap = enhancer.capabilities.default_overlap if overlap is None else int(overlap)
     return _auto_chunk(enhancer, layout, max(overlap, 0))
+
+
+def resolve_tile(
+    enhancer: Enhancer,
+    shape: Sequence[int],
+    chunk: int,
+    overlap: int,
+    *,
+    rgb: bool | None = None,
+) -> int:
+    """The tile side :func:`enhance` would pick with ``tile=None`` for chunks of ``chunk``
+    frames plus their context: 0 (no tiles) on the CPU or for a method that cannot be tiled,
+    else from the device's free memory.  A job fixes it once, so that workers with other free
+    memory cut the same tiles (a tiled output depends on the tile size)."""
+    if not enhancer.capabilities.tileable:
+        return 0
+    layout = _layout(shape, 0, rgb)
+    return _auto_tile(enhancer, chunk + 2 * max(overlap, 0), layout.height, layout.width)

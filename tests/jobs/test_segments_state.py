@@ -77,3 +77,30 @@ def test_mismatch_names_the_field():
     assert mismatch(a, b) is None
     b["method"]["preset"] = "bicubic-x4"
     assert mismatch(a, b) == "preset: 'seed' in the job, 'bicubic-x4' now"
+
+
+def test_a_job_fixes_the_automatic_tile_once(monkeypatch):
+    """Workers with other free memory must cut the same tiles: the job resolves ``tile=None``
+    once, from the driver's device (0 on the CPU: no tiles)."""
+    import importlib.util
+    from pathlib import Path
+
+    from napari_vsr.engine import resolve_tile
+    from napari_vsr.models import device as device_module
+
+    spec = importlib.util.spec_from_file_location(
+        "toy_enhancers", Path(__file__).parents[1] / "engine" / "toy_enhancers.py")
+    toys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toys)
+
+    class Hungry(toys.UpscaleNearest):
+        def estimate_memory(self, n_frames, height, width):
+            return n_frames * height * width * 1000
+
+    assert resolve_tile(Hungry(device="cpu"), (40, 200, 300, 3), 4, 2) == 0
+    assert resolve_tile(Hungry(device=None), (40, 200, 300, 3), 4, 2) == 0
+    monkeypatch.setattr(device_module, "free_memory_bytes", lambda device: 8 * 128 * 128 * 1000)
+    tile = resolve_tile(Hungry(device="cuda"), (40, 200, 300, 3), 4, 2)
+    assert 32 <= tile < 200 and tile % 8 == 0
+    assert 8 * tile * tile * 1000 <= 0.6 * 8 * 128 * 128 * 1000
+    assert resolve_tile(Hungry(device="cuda", tileable=False), (40, 200, 300, 3), 4, 2) == 0

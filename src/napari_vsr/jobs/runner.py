@@ -549,7 +549,7 @@ def _build_enhancer(method, frame_size, cancel: CancelToken):
 def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -> dict:
     """Chunk, overlap and tiles resolved once for every segment (a resumed job keeps its own
     where the request leaves them open)."""
-    from napari_vsr.engine import plan_output, resolve_chunk
+    from napari_vsr.engine import plan_output, resolve_chunk, resolve_tile
     from napari_vsr.host_memory import plan_enhancer_chunk
 
     opts = request.engine
@@ -567,6 +567,8 @@ def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -
         plan_enhancer_chunk(enhancer, shape, out_shape, rgb=rgb, chunk=chunk, overlap=overlap,
                             source=request.source_path)
     tile = opts.tile if opts.tile is not None else old.get("tile")
+    if tile is None:  # chosen here once (from this device's free memory) for every segment
+        tile = resolve_tile(enhancer, shape, int(chunk), int(overlap), rgb=rgb)
     tile_overlap = opts.tile_overlap if opts.tile_overlap is not None else old.get(
         "tile_overlap")
     return {"chunk": int(chunk), "overlap": int(overlap), "tile": tile,
