@@ -225,7 +225,7 @@ def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_d
     frames reach the layer), through the widget's progress bar."""
     clip = np.load(golden_dir / "input_rgb_uint8.npy")[:, :16, :16]  # 6 frames, one chunk
     viewer.add_image(clip, name="golden", rgb=True)  # napari guesses gray planes at 16 px
-    widget = EnhanceWidget(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-vsr", "Enhance video")
     widget.set_method("realbasicvsr")
     widget.weights_combo.setCurrentIndex(widget.weights_combo.findData("file"))
     widget.weights_edit.setText(str(golden_dir / "realbasicvsr_random_mmedit_layout.pth"))
@@ -269,7 +269,7 @@ def test_preview_can_be_cancelled(viewer, qtbot, clip, monkeypatch):
     monkeypatch.setattr(enhancers, "make_enhancer",
                         lambda *a, **k: _Blocking(real(*a, **k), started, gate))
     viewer.add_image(clip, name="clip")
-    widget = EnhanceWidget(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-vsr", "Enhance video")
     widget.set_method("classic", "seed")
     widget.preview()
     qtbot.waitUntil(started.is_set, timeout=WAIT_MS)

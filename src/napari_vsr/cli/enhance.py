@@ -73,16 +73,8 @@ def _replaced_line(indices: list[int], *, most: int = 10) -> str:
 
 def job_request(args: argparse.Namespace):
     """The :class:`~napari_vsr.jobs.request.JobRequest` of an ``enhance`` command line."""
-    from napari_vsr.io.video_options import VideoOptions
     from napari_vsr.jobs.request import EngineOptions, JobRequest, MethodOptions
 
-    video = VideoOptions(
-        codec=args.codec,
-        crf=args.crf,
-        lossless=args.lossless,
-        color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-        color_range=None if args.color_range == "auto" else args.color_range,
-    )
     return JobRequest(
         source=args.input,
         output=args.output,
@@ -106,7 +98,7 @@ def job_request(args: argparse.Namespace):
         overwrite=args.overwrite,
         keep_job=args.keep_job,
         scheduler=args.scheduler,
-        video=video,
+        video=video_options(args),
         no_audio=args.no_audio,
         skip_bad_frames=args.skip_bad_frames,
     )
@@ -176,6 +168,20 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
+
+
+def video_options(args: argparse.Namespace):
+    """The :class:`~napari_vsr.io.VideoOptions` of a command line with ``--codec``, ``--crf``,
+    ``--lossless`` and the colour options (enhance and merge)."""
+    from napari_vsr.io.video_options import VideoOptions
+
+    return VideoOptions(
+        codec=args.codec,
+        crf=args.crf,
+        lossless=args.lossless,
+        color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
+        color_range=None if args.color_range == "auto" else args.color_range,
+    )
 
 
 def add_color_options(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from napari_vsr.cli.enhance import add_color_options
+from napari_vsr.cli.enhance import add_color_options, video_options
 from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.errors import OutputExistsError
 from napari_vsr.jobs.progress import RateClock
@@ -60,7 +60,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from napari_vsr.io import VideoOptions, open_frames, open_writer, parse_fps, writer_kind
+    from napari_vsr.io import open_frames, open_writer, parse_fps, writer_kind
 
     out = Path(args.video)
     kind = writer_kind(out)  # an unknown extension is a usage error, before any work
@@ -73,13 +73,7 @@ def run_merge(args: argparse.Namespace) -> int:
             out,
             fps=fps,
             overwrite=args.overwrite,
-            video=VideoOptions(
-                codec=args.codec,
-                crf=args.crf,
-                lossless=args.lossless,
-                color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
-                color_range=None if args.color_range == "auto" else args.color_range,
-            ),
+            video=video_options(args),
         ) as writer:
             writer.preflight(source.shape[1:], source.dtype, source.shape[0])
             n = _copy(source, writer, bar)

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from napari_vsr.errors import Cancelled
 
@@ -49,10 +49,6 @@ class CancelToken:
         """Raise :class:`~napari_vsr.errors.Cancelled` if :meth:`cancel` was called."""
         if self._event.is_set():
             raise Cancelled()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until cancelled or ``timeout`` seconds passed; True when cancelled."""
-        return self._event.wait(timeout)
 
 
 @dataclass(frozen=True)
@@ -97,10 +93,6 @@ class Progress:
         if not self.total:
             return None if self.total is None else 1.0
         return min(1.0, max(0.0, self.done / self.total))
-
-    def with_(self, **changes) -> Progress:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
 
 
 #: the one progress protocol: a callable taking a :class:`Progress`

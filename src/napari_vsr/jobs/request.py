@@ -39,10 +39,6 @@ class MethodOptions:
         known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
         return cls(**known)
 
-    def with_device(self, device: str) -> MethodOptions:
-        """The same options on another device (a Dask worker pinned to its GPU)."""
-        return MethodOptions(**{**asdict(self), "device": device})
-
     def resolved(self) -> MethodOptions:
         """Paths made absolute (a worker in another folder reads the same files)."""
         def absolute(p):
