@@ -347,7 +347,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
         stored = _existing_job(request, job, resume_notes)
         for message in resume_notes:
             yield JobWarning(message)
-        scheduler = parse_scheduler(request.scheduler or os.environ.get("NAPARI_VSR_SCHEDULER"))
+        scheduler_text = request.scheduler or os.environ.get("NAPARI_VSR_SCHEDULER")
+        scheduler = parse_scheduler(scheduler_text)
         if scheduler is not None and not own_source:
             raise ParameterError("--scheduler: a distributed job needs a source file that "
                                  "the workers can open, not an in-memory layer")
@@ -455,8 +456,7 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
             from napari_vsr.jobs.distributed import run_distributed
 
             events = _relay_distributed(
-                run_distributed(job, pending, request.scheduler or os.environ.get(
-                    "NAPARI_VSR_SCHEDULER"), cancel=cancel),
+                run_distributed(job, pending, scheduler_text, cancel=cancel),
                 job, sink, clock, done_frames, len(done), len(segments), start)
         for event in events:
             if isinstance(event, SegmentDone) and event.computed:
