@@ -12,7 +12,7 @@ No PyTorch here: importing this module (and the classic method) stays cheap.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,6 +60,9 @@ class Capabilities:
     precisions : tuple of str
         Precision names the method can run in (``"fp32"``, ``"fp16"``, ``"bf16"``); empty
         when there is no choice (the classic pipelines compute in the source dtype).
+    max_batch : int
+        How many equal-shaped chunks :meth:`Enhancer.enhance_batch` can run through the method
+        together (1: one at a time).  The engine batches independent chunks only up to this.
     """
 
     scale: int = 1
@@ -72,11 +75,12 @@ class Capabilities:
     accepts_integer_rgb: bool = False
     device: str | None = None
     precisions: tuple[str, ...] = ()
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.input_kind not in ("native", "rgb01"):
             raise ValueError(f"input_kind: expected 'native' or 'rgb01', got {self.input_kind!r}")
-        if self.scale < 1 or self.default_chunk < 1 or min(self.context, self.default_overlap) < 0:
+        if self.scale < 1 or self.default_chunk < 1 or self.max_batch < 1 or min(self.context, self.default_overlap) < 0:
             raise ValueError(f"capabilities out of range: {self}")
 
 
@@ -123,6 +127,33 @@ class Enhancer(abc.ABC):
         ndarray, (T, H * scale, W * scale[, C])
             One output per input frame, same dtype/channel convention as the input.
         """
+
+    def enhance_batch(
+        self,
+        batch: Sequence[np.ndarray],
+        *,
+        steps: Sequence[StepCallback | None] | None = None,
+    ) -> list[np.ndarray]:
+        """Enhance several independent chunks of the same shape and dtype.
+
+        Parameters
+        ----------
+        batch : sequence of ndarray, each (T, H, W[, C])
+            Equal shapes and dtypes; see :meth:`enhance`.
+        steps : sequence of callables, optional
+            ``steps[k]`` is chunk ``k``'s ``step`` (see :meth:`enhance`).
+
+        Returns
+        -------
+        list of ndarray
+            Item ``k`` is what ``enhance(batch[k])`` returns (to the arithmetic's rounding).
+            This default runs the chunks one after another; a method that declares
+            ``capabilities.max_batch > 1`` runs them together.
+        """
+        steps = list(steps) if steps is not None else [None] * len(batch)
+        if len(steps) != len(batch):
+            raise ValueError(f"steps: expected {len(batch)} callbacks, got {len(steps)}")
+        return [self.enhance(x, step=s) for x, s in zip(batch, steps, strict=True)]
 
     def estimate_memory(self, n_frames: int, height: int, width: int) -> int | None:
         """Rough bytes one chunk of ``n_frames`` frames of ``height`` x ``width`` needs on
