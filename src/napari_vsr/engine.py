@@ -38,6 +38,17 @@ Everything it needs to know about the method comes from the enhancer's
    between chunks, planes and tiles.  The engine gives the enhancer's device memory back
    (:func:`~napari_vsr.models.device.release_memory`) when the generator finishes, is
    cancelled, fails or is closed early; it never closes the enhancer: the caller owns it.
+6. **Batches.**  Consecutive chunks of the same length (and the planes of a chunk) go through
+   the enhancer together, up to ``batch`` at a time
+   (:meth:`~napari_vsr.enhancers.Enhancer.enhance_batch`): on a GPU a 640x360 chunk leaves most
+   of the device idle.  The automatic batch fills the free device memory (1 on the CPU, where
+   batching buys nothing, and when frames are tiled); out of memory, a batch is halved.
+7. **Overlapped stages** (:mod:`napari_vsr.stages`).  Reading runs ahead of the enhancer in
+   its own thread, and the enhancer runs ahead of the caller in another, each through a queue
+   about one batch of chunks deep; the caller's own work (writing, encoding) overlaps with
+   both, while memory stays bounded by the queues.  ``progress`` is called from the enhancer's
+   thread as frames finish (at once, not when the caller takes them).  ``serial=True`` runs everything one after
+   another in the caller's thread; the frames are identical.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ from napari_vsr.jobs.progress import (  # noqa: F401 (CancelToken, Progress re-e
     format_progress,
 )
 from napari_vsr.models.device import is_out_of_memory, memory_kind, release_memory
+from napari_vsr.stages import produce
 
 log = logging.getLogger(__name__)
 
@@ -354,9 +366,11 @@ class _ChunkProgress:
 class _Runner:
     """Runs one (n, H, W[, C]) sequence through the enhancer, tiled if asked; keeps the tile size."""
 
-    def __init__(self, enhancer: Enhancer, *, tile: int | None, tile_overlap: int, cancel, notify):
+    def __init__(self, enhancer: Enhancer, *, tile: int | None, tile_overlap: int, cancel, notify,
+                 batch: int = 1):
         self.enhancer = enhancer
         self.caps = enhancer.capabilities
+        self.batch = max(1, int(batch))
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.cancel = cancel
@@ -371,7 +385,7 @@ class _Runner:
         """
         n, h, w = seq.shape[:3]
         tileable = self.caps.tileable
-        if self.tile is None:
+        if self.tile is None:  # (enhance() resolves it up front; kept for direct use)
             self.tile = _auto_tile(self.enhancer, n, h, w) if tileable else 0
         while True:
             state = progress.snapshot() if progress is not None else None
@@ -398,17 +412,76 @@ class _Runner:
                 log.warning(message)
                 self.notify(message)
 
+    def run_batch(
+        self, seqs: list[np.ndarray], keeps: list[slice], trackers: list[_ChunkProgress | None]
+    ) -> list[np.ndarray]:
+        """Enhance equal-shaped sequences together (one network call) when the enhancer can;
+        item ``k`` is what ``self(seqs[k], keeps[k], trackers[k])`` returns.
+
+        Out of device memory, the batch is split in halves (and later batches are kept at
+        that size); a single sequence falls back to the tiles of :meth:`__call__`.
+        """
+        n = len(seqs)
+        if n == 1 or self.batch <= 1 or self._tiled(seqs[0]):
+            if n > 1 and self.batch > 1:
+                log.debug("batch of %d run one by one (tiled frames)", n)
+            return [self(x, k, t) for x, k, t in zip(seqs, keeps, trackers, strict=True)]
+        if n > self.batch:
+            head = self.batch
+            return (self.run_batch(seqs[:head], keeps[:head], trackers[:head])
+                    + self.run_batch(seqs[head:], keeps[head:], trackers[head:]))
+        distinct = {id(t): t for t in trackers if t is not None}
+        states = {key: t.snapshot() for key, t in distinct.items()}
+        steps = [t.pass_step(1) if t is not None else self._cancel_step() for t in trackers]
+        try:
+            outs = self._call_batch(seqs, steps)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._free()
+            for key, t in distinct.items():
+                t.restore(states[key])
+            self.batch = max(1, n // 2)
+            message = (f"out of {memory_kind(exc)}: running {self.batch} chunk(s) at a time "
+                       f"instead of {n}")
+            log.warning(message)
+            self.notify(message)
+            return self.run_batch(seqs, keeps, trackers)
+        return [out[k] for out, k in zip(outs, keeps, strict=True)]
+
+    def _tiled(self, seq: np.ndarray) -> bool:
+        h, w = seq.shape[1:3]
+        return bool(self.tile) and not (self.tile >= h and self.tile >= w)
+
+    def _cancel_step(self):
+        if self.cancel is None:
+            return None
+        cancel = self.cancel
+
+        def step(i: int | None) -> None:
+            cancel.raise_if_cancelled()
+
+        return step
+
+    def _call_batch(self, seqs: list[np.ndarray], steps) -> list[np.ndarray]:
+        outs = self.enhancer.enhance_batch(seqs, steps=steps)
+        s = self.caps.scale
+        x = seqs[0]
+        expect = (x.shape[0], x.shape[1] * s, x.shape[2] * s) + x.shape[3:]
+        if len(outs) != len(seqs) or any(tuple(o.shape) != expect for o in outs):
+            raise RuntimeError(
+                f"enhancer {self.enhancer.name!r} returned {len(outs)} outputs of shapes "
+                f"{[tuple(o.shape) for o in outs]} for {len(seqs)} chunks, expected {expect}"
+            )
+        return outs
+
     def _free(self) -> None:
         if self.caps.device is not None:
             release_memory(self.caps.device)
 
     def _call(self, seq: np.ndarray, step=None) -> np.ndarray:
-        if step is None and self.cancel is not None:
-            cancel = self.cancel
-
-            def step(i: int | None) -> None:
-                cancel.raise_if_cancelled()
-
+        if step is None:
+            step = self._cancel_step()
         out = self.enhancer.enhance(seq, step=step)
         s = self.caps.scale
         expect = (seq.shape[0], seq.shape[1] * s, seq.shape[2] * s) + seq.shape[3:]
@@ -505,6 +578,8 @@ def enhance(
     overlap: int | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    batch: int | None = None,
+    serial: bool = False,
     time_axis: int = 0,
     rgb: bool | None = None,
     frame_range: tuple[int | None, int | None] | None = None,
@@ -529,9 +604,21 @@ def enhance(
         Context frames on each side of a chunk whose outputs are discarded (O); default
         ``capabilities.default_overlap``; must be >= ``capabilities.context``.
     tile : int, optional
-        Square tile side in input pixels; 0 for no tiling; None picks from free device memory.
+        Square tile side in input pixels; 0 for no tiling; None picks from free device memory
+        for chunks of ``L + 2 O`` frames (the longest the engine reads).
     tile_overlap : int, optional
         Overlap between tiles in input pixels; default ``capabilities.tile_overlap``.
+    batch : int, optional
+        Independent chunks (and extra planes) of equal length that go through the enhancer
+        together (:meth:`~napari_vsr.enhancers.Enhancer.enhance_batch`), at most
+        ``capabilities.max_batch``.  None: as many as the free device memory holds when the
+        frames are not tiled, 1 on the CPU and for host methods.  Results per chunk do not
+        depend on it (to the arithmetic's rounding).
+    serial : bool
+        Read, enhance and hand out frames one after another in the caller's thread (the
+        baseline).  By default reading runs ahead in one thread and the enhancer in another,
+        each bounded to about one batch of chunks ahead, so the caller's own work (writing,
+        encoding) overlaps with both.  The frames are the same either way.
     time_axis : int
         Which axis is time (must come before the spatial axes).
     rgb : bool, optional
@@ -540,9 +627,11 @@ def enhance(
     frame_range : (start, stop), optional
         Half-open range of output frames; context may still come from outside it.
     progress : callable, optional
-        Called with a :class:`Progress` at the start, for every output frame the enhancer
-        finishes (see ``step`` in :meth:`~napari_vsr.enhancers.Enhancer.enhance`), after each
-        chunk if the enhancer reported fewer, and on an out-of-memory retry.
+        Called with a :class:`Progress` at the start, for
+        every output frame the enhancer finishes (see ``step`` in
+        :meth:`~napari_vsr.enhancers.Enhancer.enhance`), after each chunk if the enhancer
+        reported fewer, and on an out-of-memory retry.  Called in the enhancer's thread (the
+        caller's with ``serial``): it must be thread-safe and quick.
     cancel : CancelToken, optional
         Checked at every ``step`` of the enhancer (at least once per frame for the built-in
         methods), and between chunks, planes and tiles.
@@ -560,7 +649,7 @@ def enhance(
     Cancelled
         ``cancel`` was set.
     ParameterError
-        Bad chunk, overlap, tile, axis or range.
+        Bad chunk, overlap, tile, batch, axis or range.
     UnsupportedDtypeError
         A network enhancer got something other than uint8, uint16 or float.
     DeviceError
@@ -586,6 +675,8 @@ def enhance(
         raise ParameterError(
             f"tile: the method {enhancer.name!r} cannot be tiled; leave tile unset"
         )
+    if batch is not None and int(batch) < 1:
+        raise ParameterError(f"batch: expected at least 1 chunk, got {batch}")
     if tile_overlap is None:
         tile_overlap = int(caps.tile_overlap)
     if tile_overlap < 0:
@@ -602,7 +693,14 @@ def enhance(
         and dtype in (np.uint8, np.uint16)
         and caps.accepts_integer_rgb
     )
-    plan = _Plan(layout, dtype, chunk, overlap, tile, tile_overlap, rgb01, direct, start, stop)
+    longest = min(chunk + 2 * max(overlap, 0), layout.length)
+    if tile is None:
+        tile = _auto_tile(enhancer, longest, layout.height, layout.width) if caps.tileable else 0
+    if batch is None:
+        batch = _auto_batch(enhancer, longest, layout.height, layout.width, tile)
+    batch = max(1, min(int(batch), caps.max_batch))
+    plan = _Plan(layout, dtype, chunk, overlap, int(tile), tile_overlap, rgb01, direct, start,
+                 stop, batch, bool(serial))
     return _generate(frames, enhancer, plan, progress, cancel)
 
 
@@ -614,103 +712,198 @@ class _Plan:
     dtype: np.dtype
     chunk: int
     overlap: int
-    tile: int | None
+    tile: int
     tile_overlap: int
     rgb01: bool
     direct: bool  # uint8/uint16 RGB handed to an enhancer that scales on its device
     start: int
     stop: int
+    batch: int
+    serial: bool
 
 
-def _assemble(runner, block, keep, layout: _Layout, plan: _Plan, out_frame, scale: int, tracker):
-    """Enhance every extra plane (e.g. Z) of a block and convert to the source layout."""
-    out = np.empty((keep.stop - keep.start,) + out_frame, plan.dtype)
-    for plane in np.ndindex(*layout.planes):
-        if runner.cancel is not None:
-            runner.cancel.raise_if_cancelled()
-        index = (slice(None),) + plane
-        seq = block[index]
-        if plan.rgb01 and not plan.direct:
-            rgb = runner(_to_rgb(seq, layout.channels), keep, tracker)
-            alpha = None
-            if layout.channels in (2, 4):
-                alpha = _resize_alpha(seq[keep][..., -1], scale)
-            out[index] = _from_rgb(rgb, alpha, layout.channels, plan.dtype)
-        else:
-            out[index] = runner(np.ascontiguousarray(seq), keep, tracker)
+@dataclass(frozen=True)
+class _Chunk:
+    """Output frames ``[start, stop)`` computed from input frames ``[lo, hi)``."""
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+
+    @property
+    def keep(self) -> slice:
+        return slice(self.start - self.lo, self.stop - self.lo)
+
+
+def _chunks(plan: _Plan) -> list[_Chunk]:
+    out = []
+    for s in range(plan.start, plan.stop, plan.chunk):
+        e = min(s + plan.chunk, plan.stop)
+        out.append(_Chunk(s, e, max(0, s - plan.overlap),
+                          min(plan.layout.length, e + plan.overlap)))
     return out
+
+
+def _groups(chunks: list[_Chunk], units_per_chunk: int, batch: int) -> list[list[_Chunk]]:
+    """Consecutive chunks of the same length, ``batch`` enhancer calls' worth per group (a
+    chunk with extra planes makes one call per plane)."""
+    per_group = max(1, batch // units_per_chunk)
+    groups: list[list[_Chunk]] = []
+    for c in chunks:
+        last = groups[-1] if groups else None
+        if (last is not None and len(last) < per_group
+                and last[0].hi - last[0].lo == c.hi - c.lo):
+            last.append(c)
+        else:
+            groups.append([c])
+    return groups
 
 
 def _generate(
     frames, enhancer: Enhancer, plan: _Plan, progress, cancel
 ) -> Iterator[tuple[int, np.ndarray]]:
-    layout, chunk, overlap = plan.layout, plan.chunk, plan.overlap
-    start, stop = plan.start, plan.stop
-    total = stop - start
+    layout = plan.layout
     caps = enhancer.capabilities
-    clock = RateClock(total)
-    done = 0  # frames of finished chunks
-    reported = -1  # the ``done`` of the last progress record
-
-    def report(now: int, message: str = "") -> None:
-        nonlocal reported
-        if progress is None:
-            return
-        reported = now
-        progress(clock.progress(now, message=message))
-
-    runner = _Runner(
-        enhancer,
-        tile=plan.tile,
-        tile_overlap=plan.tile_overlap,
-        cancel=cancel,
-        notify=lambda message: report(max(reported, done), message),
+    chunks = _chunks(plan)
+    n_planes = int(np.prod(layout.planes, dtype=np.int64))
+    groups = _groups(chunks, n_planes, plan.batch)
+    widest = max(len(g) for g in groups)
+    log.info(
+        "enhancing frames %d:%d of %d with %s (chunk %d, overlap %d, tile %d, batch %d, %s)",
+        plan.start, plan.stop, layout.length, enhancer.name, plan.chunk, plan.overlap,
+        plan.tile, plan.batch, "serial" if plan.serial else "overlapped stages",
     )
     reader = _ChunkReader(frames, layout.time_axis)
-    scale = caps.scale
-    out_frame = _frame_shape(layout, scale)
-    n_planes = int(np.prod(layout.planes, dtype=np.int64))
-    log.info(
-        "enhancing frames %d:%d of %d with %s (chunk %d, overlap %d)",
-        start,
-        stop,
-        layout.length,
-        enhancer.name,
-        chunk,
-        overlap,
-    )
+    clock = RateClock(plan.stop - plan.start)
+
+    def read(stop: CancelToken | None) -> Iterator[tuple[_Chunk, np.ndarray]]:
+        for c in chunks:
+            if stop is not None:
+                stop.raise_if_cancelled()
+            yield c, reader.read(c.lo, c.hi)  # (n, *planes, H, W[, C])
+
+    def report(record: Progress) -> None:
+        if progress is not None:
+            progress(record)
+
+    def compute(stop: CancelToken) -> Iterator:
+        # reading runs up to one group of chunks ahead of the enhancer
+        blocks = produce(read, depth=widest + 1, name="napari-vsr-read", cancel=stop)
+        return _compute(blocks, groups, enhancer, plan, clock, stop, report)
+
     try:
-        report(0)
-        for s in range(start, stop, chunk):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            e = min(s + chunk, stop)
-            lo, hi = max(0, s - overlap), min(layout.length, e + overlap)
-            block = reader.read(lo, hi)  # (n, *planes, H, W[, C])
-            keep = slice(s - lo, e - lo)
-            base = done
-            tracker = _ChunkProgress(
-                keep, n_planes, cancel, lambda n, base=base: report(base + n)
-            )
-            if not layout.planes and (plan.direct or not plan.rgb01):
-                # the enhancer's output is already the final frames (T, H, W[, C]): yield views
-                # of it instead of copying into a fresh array (a fresh x4 chunk per iteration
-                # costs page faults that dominate fast classic pipelines)
-                out = runner(np.ascontiguousarray(block), keep, tracker)
-                out = out.astype(plan.dtype, copy=False)
-            else:
-                out = _assemble(runner, block, keep, layout, plan, out_frame, scale, tracker)
-            done += e - s
-            if reported != done:  # the enhancer did not report every frame
-                report(done)
-            for i in range(e - s):
-                yield s + i, out[i]
+        report(clock.progress(0))
+        if plan.serial:
+            yield from _compute(read(cancel), groups, enhancer, plan, clock, cancel, report)
+        else:
+            # the enhancer runs up to one group of frames ahead of the caller
+            yield from produce(compute, depth=max(2, plan.chunk * widest),
+                               name="napari-vsr-enhance", cancel=cancel)
     finally:
         # the caller owns (and closes) the enhancer; the device cache is given back here,
         # also after a cancel or a failure
         if caps.device is not None:
             release_memory(caps.device)
-    log.info("enhanced %d frames in %.1f s", total, clock.progress(done).elapsed_s)
+    log.info("enhanced %d frames in %.1f s", plan.stop - plan.start,
+             clock.progress(plan.stop - plan.start).elapsed_s)
+
+
+def _compute(blocks, groups: list[list[_Chunk]], enhancer: Enhancer, plan: _Plan,
+             clock: RateClock, cancel: CancelToken | None, report) -> Iterator:
+    """The enhancer's stage: ``(chunk, block)`` in, ``(index, frame)`` out, in order; progress
+    records to ``report`` as frames finish (in this stage's thread)."""
+    layout = plan.layout
+    scale = enhancer.capabilities.scale
+    out_frame = _frame_shape(layout, scale)
+    n_planes = int(np.prod(layout.planes, dtype=np.int64))
+    done = 0  # frames of finished groups plus frames reported done inside the current one
+    reported = 0
+
+    def bump(_count: int) -> None:
+        nonlocal done, reported
+        done += 1
+        reported = done
+        report(clock.progress(done))
+
+    def notify(message: str) -> None:
+        report(clock.progress(done, message=message))
+
+    runner = _Runner(enhancer, tile=plan.tile, tile_overlap=plan.tile_overlap, cancel=cancel,
+                     notify=notify, batch=plan.batch)
+    final = not layout.planes and (plan.direct or not plan.rgb01)
+    blocks = iter(blocks)
+    try:
+        for group in groups:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            got = [next(blocks) for _ in group]
+            before = done
+            seqs, keeps, trackers, owners = [], [], [], []
+            for k, (c, block) in enumerate(got):
+                tracker = _ChunkProgress(c.keep, n_planes, cancel, bump)
+                for plane in np.ndindex(*layout.planes):
+                    seq = block[(slice(None),) + plane]
+                    if plan.rgb01 and not plan.direct:
+                        seq = _to_rgb(seq, layout.channels)
+                    seqs.append(np.ascontiguousarray(seq))
+                    keeps.append(c.keep)
+                    trackers.append(tracker)
+                    owners.append((k, plane))
+            outs = runner.run_batch(seqs, keeps, trackers)
+            for k, (c, block) in enumerate(got):
+                mine = [(plane, o) for (kk, plane), o in zip(owners, outs, strict=True)
+                        if kk == k]
+                if final:
+                    # the enhancer's output is already the final frames (T, H, W[, C]): hand
+                    # out views of it instead of copying into a fresh array (a fresh x4 chunk
+                    # per iteration costs page faults that dominate fast classic pipelines)
+                    out = mine[0][1].astype(plan.dtype, copy=False)
+                else:
+                    out = np.empty((c.stop - c.start,) + out_frame, plan.dtype)
+                    for plane, o in mine:
+                        index = (slice(None),) + plane
+                        if plan.rgb01 and not plan.direct:
+                            alpha = None
+                            if layout.channels in (2, 4):
+                                alpha = _resize_alpha(block[index][c.keep][..., -1], scale)
+                            out[index] = _from_rgb(o, alpha, layout.channels, plan.dtype)
+                        else:
+                            out[index] = o
+                for i in range(c.stop - c.start):
+                    yield c.start + i, out[i]
+            done = before + sum(c.stop - c.start for c in group)
+            if reported != done:  # the enhancer did not report every frame
+                reported = done
+                report(clock.progress(done))
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+
+def _auto_batch(enhancer: Enhancer, n_frames: int, height: int, width: int, tile: int) -> int:
+    """How many chunks of ``n_frames`` frames fit on the device together: 1 on the CPU, for
+    host methods, for methods that take one chunk at a time and when frames are tiled (a
+    tiled frame already fills the device)."""
+    caps = enhancer.capabilities
+    device = _device(caps)
+    if caps.max_batch <= 1 or device is None or device.type == "cpu":
+        return 1
+    if tile and not (tile >= height and tile >= width):
+        return 1
+    need = enhancer.estimate_memory(n_frames, height, width)
+    if not need:
+        return 1
+    from napari_vsr.models.device import free_memory_bytes
+
+    free = free_memory_bytes(device)
+    if free is None:
+        return 1
+    batch = int(min(caps.max_batch, max(1, free * MEMORY_HEADROOM // need)))
+    log.info("automatic batch of %d chunk(s) of %d frames of %dx%d", batch, n_frames, height,
+             width)
+    return batch
 
 
 def resolve_chunk(
@@ -739,3 +932,19 @@ def resolve_tile(
         return 0
     layout = _layout(shape, 0, rgb)
     return _auto_tile(enhancer, chunk + 2 * max(overlap, 0), layout.height, layout.width)
+
+
+def resolve_batch(
+    enhancer: Enhancer,
+    shape: Sequence[int],
+    chunk: int,
+    overlap: int,
+    tile: int,
+    *,
+    rgb: bool | None = None,
+) -> int:
+    """The batch :func:`enhance` would pick with ``batch=None`` (a job fixes it once, so that
+    every process runs its chunks the same way: batched arithmetic may round differently)."""
+    layout = _layout(shape, 0, rgb)
+    longest = min(chunk + 2 * max(overlap, 0), layout.length)
+    return _auto_batch(enhancer, longest, layout.height, layout.width, tile)

@@ -370,3 +370,17 @@ def test_auto_tile_from_free_device_memory(monkeypatch, rng):
     sizes = {c[1:3] for c in enh.calls}
     assert all(4 * h * w * 10 <= 60_000 for h, w in sizes), sizes
     assert len(enh.calls) > 1
+
+
+def test_auto_tile_plans_for_the_longest_chunk_with_its_context(monkeypatch, rng):
+    import napari_vsr.models.device as device
+
+    monkeypatch.setattr(device, "free_memory_bytes", lambda dev: 10**12)
+    enh = _Sized("cuda", per_px=10)
+    asked: list[int] = []
+    real = enh.estimate_memory
+    monkeypatch.setattr(enh, "estimate_memory", lambda n, h, w: asked.append(n) or real(n, h, w))
+    frames = rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8)
+    list(enhance(frames, enh, chunk=6, overlap=3, tile=None))
+    # the first chunk reads 6 + 3 frames, the interior ones 6 + 2 x 3: the plan is for 12
+    assert asked and asked[0] == 12

@@ -212,3 +212,13 @@ def test_tiled_one_chunk_counts_frames_when_all_tiles_are_done(enhancer):
         )
     )
     assert seen == [0, 1, 2, 3]
+
+
+def test_overlapped_stages_equal_the_serial_run_with_the_golden_checkpoint(enhancer):
+    frames = (_clip(9, 24, 32) * 255).round().astype(np.uint8)
+    serial = np.stack([f for _, f in enhance(frames, enhancer, chunk=4, overlap=2, tile=0,
+                                             serial=True)])
+    overlapped = np.stack([f for _, f in enhance(frames, enhancer, chunk=4, overlap=2,
+                                                 tile=0)])
+    assert serial.shape == (9, 96, 128, 3) and serial.dtype == np.uint8
+    np.testing.assert_array_equal(serial, overlapped)

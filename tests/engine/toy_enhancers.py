@@ -171,3 +171,42 @@ class LazyFrames:
 
     def __array__(self, dtype=None, copy=None):
         raise AssertionError("the engine must never materialise the whole source")
+
+
+class BatchedRecurrent(TinyRecurrent):
+    """:class:`TinyRecurrent` that runs equal chunks together (N > 1); records batch sizes.
+
+    ``oom_above``: a batch of more chunks raises a CUDA out-of-memory error (the engine halves).
+    """
+
+    name = "tiny-batched"
+
+    def __init__(self, *, max_batch: int = 4, oom_above: int | None = None,
+                 device: str | None = None):
+        super().__init__()
+        self.capabilities = replace(TinyRecurrent.capabilities, max_batch=max_batch,
+                                    device=device)
+        self.oom_above = oom_above
+        self.batches: list[int] = []
+
+    def enhance(self, frames, *, step=None):
+        return self.enhance_batch([frames], steps=[step])[0]
+
+    def enhance_batch(self, batch, *, steps=None):
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        self.batches.append(len(batch))
+        steps = list(steps) if steps is not None else [None] * len(batch)
+
+        def step(i):
+            for s in steps:
+                if s is not None:
+                    s(i)
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(np.stack(batch))).permute(0, 1, 4, 2, 3)
+            out = self.net(x, step).permute(0, 1, 3, 4, 2).numpy()
+        return list(out)
+
+    def estimate_memory(self, n_frames, height, width):
+        return n_frames * height * width * 3 * 4 * 100

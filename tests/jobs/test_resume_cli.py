@@ -71,8 +71,14 @@ def test_interrupt_then_resume(tmp_path, clip, sig, rc):
     if sig != signal.SIGKILL:
         assert "Traceback" not in err
         assert f"segments are saved in {job}" in err and "--resume" in err
-    # nothing beside the output but its job folder (a killed writer's temporaries are swept)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tif.vsr-job"]
+    # nothing beside the output but its job folder; the output is written while segments are
+    # computed, so a killed run (which cannot clean up) leaves its hidden partial file, which
+    # the next run of this output sweeps (asserted at the end)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".out.tif.vsr-job")
+    if sig == signal.SIGKILL:
+        assert len(left) <= 1 and all(n.startswith(".out.tif.partial-") for n in left), left
+    else:
+        assert left == []
 
     again = _cli(str(src), "-o", str(out), "-q")
     assert again.returncode == 1

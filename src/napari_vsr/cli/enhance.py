@@ -89,7 +89,8 @@ def job_request(args: argparse.Namespace):
             compile=args.compile,
         ),
         engine=EngineOptions(
-            chunk=args.chunk, overlap=args.overlap, tile=args.tile, tile_overlap=args.tile_overlap
+            chunk=args.chunk, overlap=args.overlap, tile=args.tile, tile_overlap=args.tile_overlap,
+            batch=args.batch, serial=args.serial,
         ),
         frame_range=parse_frame_range(args.frames),
         segment=args.segment,
@@ -246,6 +247,19 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--tile-overlap", type=_positive, metavar="P", help="tile overlap in input pixels"
+    )
+    p.add_argument(
+        "--batch",
+        type=_at_least_one,
+        metavar="B",
+        help="chunks run through the network together (default: as many as the free GPU "
+        "memory holds; 1 on the CPU)",
+    )
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="decode, enhance and encode one after another in one thread instead of "
+        "overlapping them (slower; the same output; for comparison)",
     )
     p.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (0-based, half-open)")
     p.add_argument(

@@ -111,6 +111,10 @@ class PngFolderWriter(Writer):
             raise OSError("PNG encoding failed")
         buf.tofile(self._tmp / f"frame_{self.frames_written:06d}.png")
 
+    def update_metadata(self, metadata) -> bool:
+        self._metadata = _jsonable(metadata)
+        return True
+
     def _finish(self) -> None:
         doc = {"fps": self._fps, "n_frames": self.frames_written, "metadata": self._metadata}
         (self._tmp / FOLDER_META_NAME).write_text(json.dumps(doc, indent=1))

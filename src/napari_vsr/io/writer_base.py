@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -550,6 +550,15 @@ class Writer(abc.ABC):
                 raise
             raise error from exc
         self.frames_written += 1
+
+    def update_metadata(self, metadata: Mapping) -> bool:
+        """Replace the metadata the output stores, when the format still allows it (the
+        writer stores it when the file is finished); returns whether it will be stored.
+
+        A job opens its writer before the first frame is computed and learns its timing only
+        at the end; formats that write their metadata up front (TIFF) keep the first record.
+        """
+        return False
 
     def close(self) -> None:
         """Finish the file and move it to ``path`` (atomic).  Idempotent."""

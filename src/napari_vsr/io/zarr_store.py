@@ -146,6 +146,12 @@ class ZarrWriter(Writer):
     def _check_frame(self, frame: Any) -> np.ndarray:
         return np.asarray(frame)
 
+    def update_metadata(self, metadata) -> bool:
+        self.metadata = dict(metadata or {})
+        if self._array is not None:
+            self._array.attrs.update(_jsonable(self.metadata))
+        return True
+
     def _write(self, frame: np.ndarray) -> None:
         try:
             if self._array is None:

@@ -35,6 +35,7 @@ def iter_segment(
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelToken | None = None,
     still_current: Callable[[], bool] | None = None,
+    serial: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Enhance the frames of ``segment``, yielding ``(source index, frame)`` in order, and
     commit them to ``job`` when the last one is written.
@@ -56,6 +57,9 @@ def iter_segment(
     still_current : callable, optional
         Asked just before the commit; False discards the frames (the job folder was given to
         another job meanwhile).
+    serial : bool
+        Run the engine's stages one after another in this thread (see
+        :func:`~napari_vsr.engine.enhance`); the frames are the same.
 
     Yields
     ------
@@ -75,6 +79,8 @@ def iter_segment(
         overlap=eng["overlap"],
         tile=eng["tile"],
         tile_overlap=eng["tile_overlap"],
+        batch=eng.get("batch", 1),
+        serial=serial,
         rgb=eng["rgb"],
         frame_range=(segment.start, segment.stop),
         progress=progress,

@@ -32,10 +32,17 @@ class CancelToken:
     A token can be passed as ``cancel`` to the engine, a job, a download or an export; the
     task calls :meth:`raise_if_cancelled` (or reads :attr:`cancelled`) at least once per frame
     (per block of bytes for a download).
+
+    Parameters
+    ----------
+    parent : CancelToken, optional
+        A token whose cancel also cancels this one (a pipeline stage stops when its job is
+        cancelled or when its own consumer stops early).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         """Ask the task to stop; it raises :class:`~napari_vsr.errors.Cancelled` at its next check."""
@@ -43,12 +50,14 @@ class CancelToken:
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`~napari_vsr.errors.Cancelled` if :meth:`cancel` was called."""
         if self._event.is_set():
             raise Cancelled()
+        if self._parent is not None:
+            self._parent.raise_if_cancelled()
 
 
 @dataclass(frozen=True)

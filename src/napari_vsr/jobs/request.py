@@ -63,12 +63,19 @@ class MethodOptions:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine cuts the work (None: the method's default or an automatic choice)."""
+    """How the engine cuts the work (None: the method's default or an automatic choice).
+
+    ``batch``: chunks run through the method together (None: from free device memory; 1 on
+    the CPU).  ``serial``: decode, enhance and write one after another in one thread (the
+    baseline; the output is the same).
+    """
 
     chunk: int | None = None
     overlap: int | None = None
     tile: int | None = None
     tile_overlap: int | None = None
+    batch: int | None = None
+    serial: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ class JobRequest:
         Do not copy the source's audio and subtitles into a video output.
     skip_bad_frames : bool
         Replace undecodable video frames by the previous one instead of stopping.
+    hwaccel : str, optional
+        Decode a video source on the GPU: ``"cuda"`` (NVDEC), ``"auto"`` (NVDEC when the
+        build, driver and GPU have it); None decodes in software.
     source_name : str, optional
         How the source is named in layer names and metadata (default: the file name).
     rgb : bool, optional
@@ -148,6 +158,7 @@ class JobRequest:
     video: Any = None
     no_audio: bool = False
     skip_bad_frames: bool = False
+    hwaccel: str | None = None
     source_name: str | None = None
     rgb: bool | None = None
     placement: Placement = field(default_factory=Placement)

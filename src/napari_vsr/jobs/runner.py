@@ -22,6 +22,7 @@ provenance record (:mod:`napari_vsr.jobs.metadata`).
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import hashlib
 import logging
@@ -37,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from napari_vsr.errors import OutputExistsError, ParameterError, VsrError
+from napari_vsr.jobs.assemble import Assembler
 from napari_vsr.jobs.execute import iter_segment
 from napari_vsr.jobs.manifest import build_manifest, mismatch
 from napari_vsr.jobs.metadata import METADATA_KEY, SCHEMA, fps_text
 from napari_vsr.jobs.progress import (
-    STAGE_ASSEMBLING,
     STAGE_ENHANCING,
     STAGE_LOADING,
     CancelToken,
@@ -276,10 +277,22 @@ def _open_file_writer(request: JobRequest, kind: str, source, fps, start: int, s
         if meta.get("kind") == "video" and streams and not request.no_audio:
             extra["copy_streams_from"] = request.source_path
         video = replace(video, **extra)
-    writer_meta = {METADATA_KEY: metadata,
-                   **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)}}
     return open_writer(request.output, fps=fps, overwrite=request.overwrite,
-                       metadata=writer_meta, video=video)
+                       metadata=_writer_metadata(source, metadata), video=video)
+
+
+def _writer_metadata(source, metadata: dict) -> dict:
+    """What a file output stores: the provenance record, plus the source's axes and channel
+    names (kept by stacks)."""
+    meta = source_metadata(source)
+    return {METADATA_KEY: metadata,
+            **{k: meta[k] for k in ("axes", "channel_names") if meta.get(k)}}
+
+
+def _encode_depth(frame_shape, dtype, chunk: int) -> int:
+    """Frames the writer's thread may lag behind: about a chunk, at most ~256 MB of frames."""
+    frame_bytes = max(1, int(np.prod(frame_shape)) * np.dtype(dtype).itemsize)
+    return int(max(2, min(chunk, (256 << 20) // frame_bytes)))
 
 
 # --- the job ------------------------------------------------------------------------------------
@@ -324,7 +337,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     warnings: list[str] = []
     own_source = request.source_path is not None
-    source = (open_source(request.source_path, skip_bad_frames=request.skip_bad_frames)
+    source = (open_source(request.source_path, skip_bad_frames=request.skip_bad_frames,
+                          hwaccel=request.hwaccel)
               if own_source else request.source)
     enhancer = None
     created_job: JobDir | None = None  # removed again if the run fails before any commit
@@ -449,33 +463,49 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
         clock = RateClock(n_frames, stage=STAGE_ENHANCING, start_done=done_frames)
         yield clock.progress(done_frames, segments_done=len(done), segments_total=len(segments))
         computed = 0
+        committed = set(done)  # segment indices in the job folder (grows as they finish)
+        assembler = None
+        if sink is None and kind is not None:
+            # the file output is written while the segments are computed: frames of the
+            # segment computed here as they come, other segments from the job folder in turn
+            file_md = {k: v for k, v in metadata.items() if k != "job_dir"} | {"partial": False}
+            assembler = Assembler(
+                _open_file_writer(request, kind, source, fps, start, stop, file_md),
+                segments, job, overlapped=not request.engine.serial,
+                depth=_encode_depth(frame_shape, out_dtype, plan["chunk"]))
         if scheduler is None:
             events = _run_here(source, enhancer, manifest, pending, job, sink, cancel, clock,
-                               done_frames, len(done), len(segments), start, direct)
+                               done_frames, len(done), len(segments), start, direct,
+                               assembler, committed, serial=request.engine.serial)
         else:
             from napari_vsr.jobs.distributed import run_distributed
 
             events = _relay_distributed(
                 run_distributed(job, pending, scheduler_text, cancel=cancel),
-                job, sink, clock, done_frames, len(done), len(segments), start)
-        for event in events:
-            if isinstance(event, SegmentDone) and event.computed:
-                computed += 1
-            yield event
+                job, sink, clock, done_frames, len(done), len(segments), start,
+                assembler, committed, cancel)
+        try:
+            for event in events:
+                if isinstance(event, SegmentDone) and event.computed:
+                    computed += 1
+                yield event
 
-        # assemble
-        elapsed = time.perf_counter() - t0
-        metadata["timing"].update(
-            finished=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            elapsed_s=round(elapsed, 3), segments_computed=computed,
-            segments_reused=len(done))
-        metadata["partial"] = False
-        metadata.pop("job_dir", None)
-        if sink is not None:
-            sink.finish(metadata)
-        elif kind is not None:
-            yield from _assemble(request, kind, source, fps, start, stop, metadata, job,
-                                 segments, cancel)
+            elapsed = time.perf_counter() - t0
+            metadata["timing"].update(
+                finished=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                elapsed_s=round(elapsed, 3), segments_computed=computed,
+                segments_reused=len(done))
+            metadata["partial"] = False
+            metadata.pop("job_dir", None)
+            if sink is not None:
+                sink.finish(metadata)
+            elif assembler is not None:  # the rest of the output, then the file appears
+                assembler.writer.update_metadata(_writer_metadata(source, metadata))
+                yield from assembler.finish(lambda seg: seg.index in committed, cancel=cancel)
+        except BaseException:
+            if assembler is not None:
+                assembler.abort()  # no partial output; the segments stay for --resume
+            raise
         if job is not None and not request.keep_job:
             job.remove()
         replaced = list(getattr(source, "replaced_frames", None) or [])
@@ -549,7 +579,7 @@ def _build_enhancer(method, frame_size, cancel: CancelToken):
 def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -> dict:
     """Chunk, overlap and tiles resolved once for every segment (a resumed job keeps its own
     where the request leaves them open)."""
-    from napari_vsr.engine import plan_output, resolve_chunk, resolve_tile
+    from napari_vsr.engine import plan_output, resolve_batch, resolve_chunk, resolve_tile
     from napari_vsr.host_memory import plan_enhancer_chunk
 
     opts = request.engine
@@ -571,8 +601,13 @@ def _resolve_engine(enhancer, source, shape, rgb, request: JobRequest, stored) -
         tile = resolve_tile(enhancer, shape, int(chunk), int(overlap), rgb=rgb)
     tile_overlap = opts.tile_overlap if opts.tile_overlap is not None else old.get(
         "tile_overlap")
+    batch = opts.batch if opts.batch is not None else old.get("batch")
+    if batch is None:  # like the tiles: chosen once, batched arithmetic may round differently
+        batch = resolve_batch(enhancer, shape, int(chunk), int(overlap), int(tile or 0), rgb=rgb)
+    batch = max(1, min(int(batch), enhancer.capabilities.max_batch))
     return {"chunk": int(chunk), "overlap": int(overlap), "tile": tile,
-            "tile_overlap": tile_overlap, "out_shape": out_shape, "out_dtype": out_dtype}
+            "tile_overlap": tile_overlap, "batch": batch, "out_shape": out_shape,
+            "out_dtype": out_dtype}
 
 
 def _source_fps(source):
@@ -603,8 +638,8 @@ def _provenance(request: JobRequest, enhancer, described, method, manifest, fps,
         "weights_sha256": described.get("weights_sha256"),
         "device": str(described.get("device", "cpu")),
         "precision": described.get("precision"),
-        "engine": {k: manifest["engine"][k] for k in ("chunk", "overlap", "tile",
-                                                      "tile_overlap")}
+        "engine": {k: manifest["engine"].get(k) for k in ("chunk", "overlap", "tile",
+                                                          "tile_overlap", "batch")}
         | {"segment": manifest["segment"]},
         "timing": {"started": started_at},
         "layer": {"name": f"{request.name()} [{label}]", "rgb": rgb, "scale": list(scale),
@@ -616,14 +651,16 @@ def _provenance(request: JobRequest, enhancer, described, method, manifest, fps,
 
 
 def _run_here(source, enhancer, manifest, pending: list[Segment], job, sink, cancel, clock,
-              done_frames: int, segs_done: int, segs_total: int, start: int, direct
+              done_frames: int, segs_done: int, segs_total: int, start: int, direct,
+              assembler: Assembler | None, committed: set[int], *, serial: bool = False
               ) -> Iterator[JobEvent]:
     """Compute the pending segments in this process.
 
     The engine reports every finished frame (inside a chunk too); those records go to
-    ``direct`` at once when given, else they are yielded with the frames.
+    ``direct`` at once when given, else they are yielded with the frames.  Each frame also
+    goes to the live store or, through ``assembler``, to the file output.
     """
-    queue: list[JobEvent] = []
+    pending_events: collections.deque[JobEvent] = collections.deque()  # the engine's thread
     before = [done_frames]  # frames finished before the current segment
 
     def on_progress(p: Progress) -> None:
@@ -632,20 +669,35 @@ def _run_here(source, enhancer, manifest, pending: list[Segment], job, sink, can
         if direct is not None:
             direct(record)
         else:
-            queue.append(record)
+            pending_events.append(record)
+
+    def flush() -> Iterator[JobEvent]:
+        while pending_events:
+            yield pending_events.popleft()
+
+    def is_committed(seg: Segment) -> bool:
+        return seg.index in committed
 
     for seg in pending:
         cancel.raise_if_cancelled()
+        streaming = False
+        if assembler is not None:
+            assembler.catch_up(is_committed, upto=seg.index, cancel=cancel)
+            streaming = assembler.begin(seg)
         frames = iter_segment(source, enhancer, manifest, seg, job, progress=on_progress,
-                              cancel=cancel)
+                              cancel=cancel, serial=serial)
         for index, frame in frames:
             if sink is not None:
                 sink.put(index - start, frame[None])
-                queue.append(FramesDone(index, index - start, 1))
-            yield from queue
-            queue.clear()
-        yield from queue
-        queue.clear()
+                yield from flush()
+                yield FramesDone(index, index - start, 1)
+            if streaming:
+                assembler.put(frame)
+            yield from flush()
+        yield from flush()
+        committed.add(seg.index)
+        if streaming:
+            assembler.end(seg)
         segs_done += 1
         before[0] += seg.length
         yield SegmentDone(seg.index, seg.start, seg.stop, computed=True)
@@ -653,36 +705,24 @@ def _run_here(source, enhancer, manifest, pending: list[Segment], job, sink, can
 
 
 def _relay_distributed(results, job: JobDir, sink, clock, done_frames, segs_done, segs_total,
-                       start) -> Iterator[JobEvent]:
-    """Turn the distributed driver's finished segments into job events."""
+                       start, assembler: Assembler | None, committed: set[int], cancel
+                       ) -> Iterator[JobEvent]:
+    """Turn the distributed driver's finished segments into job events (and write the file
+    output as far as the finished segments reach)."""
     for seg, info in results:
         done_frames += seg.length
         segs_done += 1
+        committed.add(seg.index)
         if sink is not None:
             sink.put(seg.start - start, job.load(seg))
             yield FramesDone(seg.start, seg.start - start, seg.length)
+        if assembler is not None:
+            assembler.catch_up(lambda s: s.index in committed, cancel=cancel)
         # a pending segment was computed in this job, also when its task was rerun after
         # the worker that committed it died (the rerun finds the file and says "not computed")
         yield SegmentDone(seg.index, seg.start, seg.stop, computed=True,
                           worker=info.get("worker"))
         yield clock.progress(done_frames, segments_done=segs_done, segments_total=segs_total)
-
-
-def _assemble(request, kind, source, fps, start, stop, metadata, job, segments, cancel
-              ) -> Iterator[JobEvent]:
-    """Write the output from the committed segments, in order (stage "assembling")."""
-    clock = RateClock(stop - start, stage=STAGE_ASSEMBLING)
-    written = 0
-    with _open_file_writer(request, kind, source, fps, start, stop, metadata) as writer:
-        for seg in segments:
-            frames = job.load(seg) if job is not None else None
-            if frames is None:
-                raise VsrError("a job without a state folder cannot assemble a file output")
-            for frame in frames:
-                cancel.raise_if_cancelled()
-                writer.write(np.asarray(frame))
-                written += 1
-            yield clock.progress(written)
 
 
 def run(request: JobRequest, *, progress: Callable[[Progress], None] | None = None,
