@@ -86,3 +86,29 @@ def test_cli_serial_and_default_give_the_same_video_frames(tmp_path, sample_fram
             outs.append(np.asarray(frames[:]))
     assert outs[0].shape[0] == 12
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_no_job_streams_to_the_output_without_a_job_folder(tmp_path, sample_frames_dir):
+    ref = tmp_path / "ref.tif"
+    run(JobRequest(source=sample_frames_dir, output=ref, method=CLASSIC,
+                   engine=EngineOptions(chunk=4), segment=8, frame_range=(0, 20)))
+    out = tmp_path / "out.tif"
+    req = JobRequest(source=sample_frames_dir, output=out, method=CLASSIC,
+                     engine=EngineOptions(chunk=4), segment=8, frame_range=(0, 20),
+                     durable=False)
+    for event in run_job(req):
+        if isinstance(event, SegmentDone):
+            assert not any(p.name.endswith(".vsr-job") for p in tmp_path.iterdir())
+    np.testing.assert_array_equal(tifffile.imread(out), tifffile.imread(ref))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif", "ref.tif"]
+
+
+def test_cli_no_job_refuses_the_options_that_need_a_job_folder(tmp_path, sample_frames_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_vsr.cli", "enhance", str(sample_frames_dir), "-o",
+         str(tmp_path / "o.tif"), "--method", "classic", "--no-job", "--resume", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--no-job cannot be combined with --resume (they need the job folder)")
+    assert not any(tmp_path.iterdir())

@@ -73,8 +73,17 @@ def _replaced_line(indices: list[int], *, most: int = 10) -> str:
 
 def job_request(args: argparse.Namespace):
     """The :class:`~napari_vsr.jobs.request.JobRequest` of an ``enhance`` command line."""
+    from napari_vsr.errors import ParameterError
     from napari_vsr.jobs.request import EngineOptions, JobRequest, MethodOptions
 
+    if args.no_job:
+        clash = [flag for flag, given in (("--resume", args.resume), ("--job-dir", args.job_dir),
+                                          ("--keep-job", args.keep_job),
+                                          ("--segment", args.segment),
+                                          ("--scheduler", args.scheduler)) if given]
+        if clash:
+            raise ParameterError(f"--no-job cannot be combined with {', '.join(clash)} (they "
+                                 "need the job folder)")
     return JobRequest(
         source=args.input,
         output=args.output,
@@ -98,6 +107,7 @@ def job_request(args: argparse.Namespace):
         resume=args.resume,
         overwrite=args.overwrite,
         keep_job=args.keep_job,
+        durable=not args.no_job,
         scheduler=args.scheduler,
         video=video_options(args),
         no_audio=args.no_audio,
@@ -311,6 +321,11 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--keep-job", action="store_true", help="keep the job folder after success"
+    )
+    g.add_argument(
+        "--no-job", action="store_true",
+        help="keep no job folder: frames go straight to OUTPUT (saves writing every x4 frame "
+        "to disk twice, which can limit a fast GPU); an interrupted run starts over",
     )
     g.add_argument(
         "--scheduler", metavar="ADDR",
