@@ -112,7 +112,7 @@ class PngFolderWriter(Writer):
         buf.tofile(self._tmp / f"frame_{self.frames_written:06d}.png")
 
     def update_metadata(self, metadata) -> bool:
-        self._metadata = _jsonable(metadata)
+        self._metadata = {**self._metadata, **_jsonable(metadata)}
         return True
 
     def _finish(self) -> None:

@@ -147,7 +147,7 @@ class ZarrWriter(Writer):
         return np.asarray(frame)
 
     def update_metadata(self, metadata) -> bool:
-        self.metadata = dict(metadata or {})
+        self.metadata.update(metadata or {})
         if self._array is not None:
             self._array.attrs.update(_jsonable(self.metadata))
         return True
