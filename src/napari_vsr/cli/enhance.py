@@ -183,15 +183,27 @@ def _at_least_one(text: str) -> int:
 
 def video_options(args: argparse.Namespace):
     """The :class:`~napari_vsr.io.VideoOptions` of a command line with ``--codec``, ``--crf``,
-    ``--lossless`` and the colour options (enhance and merge)."""
+    ``--encode-preset``, ``--lossless`` and the colour options (enhance and merge)."""
     from napari_vsr.io.video_options import VideoOptions
 
     return VideoOptions(
         codec=args.codec,
         crf=args.crf,
+        preset=args.encode_preset,
         lossless=args.lossless,
         color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
         color_range=None if args.color_range == "auto" else args.color_range,
+    )
+
+
+def add_encode_preset_option(parser: argparse.ArgumentParser) -> None:
+    """``--encode-preset`` of a video output (enhance and merge)."""
+    parser.add_argument(
+        "--encode-preset",
+        metavar="NAME",
+        help="video encoder speed preset: x264/x265 ultrafast..veryslow or NVENC p1..p7 (each "
+        "mapped to the other's nearest); default: by output size for x264/x265 (medium up to "
+        "1280x720, faster up to 1920x1080, veryfast above), p5 for NVENC",
     )
 
 
@@ -279,6 +291,7 @@ def register(subparsers) -> None:
     )
     add_color_options(p)
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
+    add_encode_preset_option(p)
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument(
         "--overwrite",

@@ -18,6 +18,10 @@ class VideoOptions:
         h264 (default), h265, vp9, av1, prores, ffv1 or an FFmpeg encoder name.
     crf : int, optional
         Quality, 0..51 (lower is better).
+    preset : str, optional
+        Encoder speed preset: an x264 name (ultrafast .. veryslow) or an NVENC one (p1 .. p7),
+        each mapped to the other's nearest; None: by output size for x264/x265 (see
+        :func:`~napari_vsr.io.encode_presets.default_preset`), p5 for NVENC.
     lossless : bool
         FFV1 in .mkv, lossless x264 in .mp4/.mov.
     copy_streams_from : path-like, optional
@@ -40,10 +44,11 @@ class VideoOptions:
     color_range: str | None = None
     color_primaries: str | None = None
     color_transfer: str | None = None
+    preset: str | None = None
 
     def given_for_other_outputs(self) -> list[str]:
         """The options set here that a non-video output cannot honour (colour tags excluded:
         they describe a source and are simply not written there)."""
-        given = [k for k in ("codec", "crf", "copy_streams_from", "frame_times",
+        given = [k for k in ("codec", "crf", "preset", "copy_streams_from", "frame_times",
                              "color_matrix", "color_range") if getattr(self, k) is not None]
         return given + (["lossless"] if self.lossless else [])

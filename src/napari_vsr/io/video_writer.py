@@ -3,7 +3,9 @@
 Encoding rules (the defaults give files every player opens and shows in the right colours):
 
 - **Default (lossy):** H.264 (libx264), ``yuv420p``, CRF 18 (``crf`` 0..51, lower is better),
-  preset ``medium``; ``.webm`` -> VP9 (libvpx-vp9).  yuv420p needs even sizes: an odd width or
+  preset by output size (``medium`` up to 1280x720, ``faster`` up to 1920x1080, ``veryfast``
+  above: :func:`~napari_vsr.io.encode_presets.default_preset`) unless ``preset`` is given;
+  ``.webm`` -> VP9 (libvpx-vp9).  yuv420p needs even sizes: an odd width or
   height is padded by one edge-replicated column/row (logged), so the file is at most one pixel
   larger.
 - **Codecs** (``codec=``, FFmpeg encoder names or aliases): ``h264``/``libx264``,
@@ -53,6 +55,7 @@ import numpy as np
 
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
 from napari_vsr.io import color
+from napari_vsr.io.encode_presets import check_preset, x264_preset
 from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.video_options import VideoOptions
 from napari_vsr.io.writer_base import Writer, temp_path_beside
@@ -233,6 +236,8 @@ class VideoWriter(Writer):
           ``"h265"``, ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``, ...).
           ``crf`` applies to x264/x265/VP9/AV1; ProRes uses its HQ profile; other encoders get
           a bit rate of about 0.2 bit per pixel.
+        - ``preset``: x264/x265 speed preset (see :mod:`~napari_vsr.io.encode_presets`);
+          default by output size.
         - ``crf``: constant rate factor 0..51 (x264 scale, default 18); VP9/AV1 get
           ``crf + 13``.
         - ``lossless``: bit-exact encoding (FFV1 in mkv, x264 qp 0 otherwise).
@@ -246,8 +251,8 @@ class VideoWriter(Writer):
         - ``color_primaries``, ``color_transfer``: FFmpeg names of the tags to write (e.g. a
           source's ``"bt2020"``, ``"smpte2084"``); default: those of the matrix
           (BT.709 / SMPTE 170M).
-    preset : str
-        x264/x265 speed preset.
+    preset : str, optional
+        x264/x265 speed preset, when ``video.preset`` is not given.
 
     Raises
     ------
@@ -264,7 +269,7 @@ class VideoWriter(Writer):
         overwrite: bool = False,
         metadata: dict[str, Any] | None = None,
         video: VideoOptions | None = None,
-        preset: str = "medium",
+        preset: str | None = None,
     ):
         video = video or VideoOptions()
         codec, crf, lossless = video.codec, video.crf, video.lossless
@@ -310,7 +315,7 @@ class VideoWriter(Writer):
         self._codec = encoder
         self._crf = DEFAULT_CRF if crf is None else int(crf)
         self._lossless = bool(lossless)
-        self._preset = preset
+        self._preset = check_preset(video.preset if video.preset is not None else preset)
         self._color_args = {
             "matrix": color_matrix,
             "color_range": color_range,
@@ -427,7 +432,7 @@ class VideoWriter(Writer):
                     ("ffv1", "gbrp16le", {}, "rgb48le") if deep else ("ffv1", "bgr0", {}, "rgb24")
                 )
             self._check_size("libx264", width, height)
-            opts = {"qp": "0", "preset": self._preset}
+            opts = {"qp": "0", "preset": x264_preset(self._preset, width, height)}
             if gray:
                 return "libx264", "gray", opts, "gray"
             return "libx264rgb", "rgb24", opts, "rgb24"
@@ -492,7 +497,7 @@ class VideoWriter(Writer):
             self._note("hdr", "%s: %s; the HDR tags are kept but the picture will band", message)
         opts: dict[str, str] = {}
         if encoder in ("libx264", "libx265"):
-            opts = {"preset": self._preset, "crf": str(self._crf)}
+            opts = {"preset": x264_preset(self._preset, width, height), "crf": str(self._crf)}
         elif encoder in ("libvpx-vp9", "libvpx"):
             opts = {
                 "crf": str(min(63, self._crf + 13)),
