@@ -287,7 +287,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--codec",
         help="video codec: h264 (default), h265, vp9 (default in .webm), av1, prores (.mov/.mkv), "
-        "ffv1, mpeg4 or any FFmpeg video encoder (FFV1 with --lossless in .mkv)",
+        "ffv1, mpeg4, NVIDIA h264_nvenc/hevc_nvenc/av1_nvenc (software of the same kind when "
+        "NVENC does not open), auto (NVENC on a CUDA run when it opens, else h264) or any "
+        "FFmpeg video encoder (FFV1 with --lossless in .mkv)",
     )
     add_color_options(p)
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
