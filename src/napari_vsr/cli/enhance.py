@@ -112,6 +112,7 @@ def job_request(args: argparse.Namespace):
         video=video_options(args),
         no_audio=args.no_audio,
         skip_bad_frames=args.skip_bad_frames,
+        hwaccel=None if args.hwaccel == "none" else args.hwaccel,
     )
 
 
@@ -207,6 +208,17 @@ def add_encode_preset_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_hwaccel_option(parser: argparse.ArgumentParser) -> None:
+    """``--hwaccel`` of a video input (enhance)."""
+    parser.add_argument(
+        "--hwaccel",
+        default="none",
+        choices=["none", "auto", "cuda"],
+        help="decode a video input on an NVIDIA GPU (NVDEC); auto/cuda fall back to software "
+        "decoding with a warning when no GPU decoder is usable (default: none)",
+    )
+
+
 def add_color_options(parser: argparse.ArgumentParser) -> None:
     """``--color-matrix`` and ``--color-range`` of a video output (enhance and merge)."""
     parser.add_argument(
@@ -294,6 +306,7 @@ def register(subparsers) -> None:
     add_color_options(p)
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
     add_encode_preset_option(p)
+    add_hwaccel_option(p)
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument(
         "--overwrite",
