@@ -20,6 +20,7 @@ import pytest
 
 from napari_vsr.errors import ParameterError
 from napari_vsr.io import VideoOptions, open_frames
+from napari_vsr.io import color as color_mod
 from napari_vsr.io.video_writer import VideoWriter
 
 #: textbook luma coefficients (Kr, Kb): BT.601, BT.709, BT.2020, SMPTE 240M, FCC 73.682
@@ -424,3 +425,22 @@ def test_cli_enhance_keeps_hdr_code_values_tags_and_depth(tmp_path):
         assert b.dtype == np.uint16 and b.shape[-1] == 3
         # no tone mapping: the mean code values stay where they were
         assert abs(float(a[0].mean()) - float(b[0].mean())) < 0.02 * 65535
+
+
+@pytest.mark.parametrize("planar,packed,bits", [("yuv420p", "nv12", 8),
+                                                ("yuv420p10le", "p010le", 10)])
+def test_semi_planar_frames_hold_the_planar_samples(rng, planar, packed, bits):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    rgb = rng.integers(0, np.iinfo(dtype).max, (48, 64, 3), dtype=dtype, endpoint=True)
+    info = color_mod.output_color(64, 48, matrix="bt709")
+    a = color_mod.rgb_to_yuv_frame(rgb, planar, info)
+    b = color_mod.rgb_to_yuv_frame(rgb, packed, info)
+    assert b.format.name == packed and (b.colorspace, b.color_range) == (1, 1)
+    swscaled = b.reformat(format=planar)  # FFmpeg's own unpacking: a pure reshuffle
+    for p, q, s in zip(color_mod.planar_samples(a, bits), color_mod.planar_samples(b, bits),
+                       color_mod.planar_samples(swscaled, bits), strict=True):
+        np.testing.assert_array_equal(p, q)
+        np.testing.assert_array_equal(p, s)
+    to_rgb = color_mod.YuvToRgb(planar, info)
+    assert to_rgb.accepts(packed) and to_rgb.accepts("yuv444p16le")
+    np.testing.assert_array_equal(to_rgb(a), to_rgb(b))

@@ -112,6 +112,7 @@ def job_request(args: argparse.Namespace):
         video=video_options(args),
         no_audio=args.no_audio,
         skip_bad_frames=args.skip_bad_frames,
+        hwaccel=None if args.hwaccel == "none" else args.hwaccel,
     )
 
 
@@ -183,15 +184,38 @@ def _at_least_one(text: str) -> int:
 
 def video_options(args: argparse.Namespace):
     """The :class:`~napari_vsr.io.VideoOptions` of a command line with ``--codec``, ``--crf``,
-    ``--lossless`` and the colour options (enhance and merge)."""
+    ``--encode-preset``, ``--lossless`` and the colour options (enhance and merge)."""
     from napari_vsr.io.video_options import VideoOptions
 
     return VideoOptions(
         codec=args.codec,
         crf=args.crf,
+        preset=args.encode_preset,
         lossless=args.lossless,
         color_matrix=None if args.color_matrix == "auto" else args.color_matrix,
         color_range=None if args.color_range == "auto" else args.color_range,
+    )
+
+
+def add_encode_preset_option(parser: argparse.ArgumentParser) -> None:
+    """``--encode-preset`` of a video output (enhance and merge)."""
+    parser.add_argument(
+        "--encode-preset",
+        metavar="NAME",
+        help="video encoder speed preset: x264/x265 ultrafast..veryslow or NVENC p1..p7 (each "
+        "mapped to the other's nearest); default: by output size for x264/x265 (medium up to "
+        "1280x720, faster up to 1920x1080, veryfast above), p5 for NVENC",
+    )
+
+
+def add_hwaccel_option(parser: argparse.ArgumentParser) -> None:
+    """``--hwaccel`` of a video input (enhance)."""
+    parser.add_argument(
+        "--hwaccel",
+        default="none",
+        choices=["none", "auto", "cuda"],
+        help="decode a video input on an NVIDIA GPU (NVDEC); auto/cuda fall back to software "
+        "decoding with a warning when no GPU decoder is usable (default: none)",
     )
 
 
@@ -275,10 +299,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--codec",
         help="video codec: h264 (default), h265, vp9 (default in .webm), av1, prores (.mov/.mkv), "
-        "ffv1, mpeg4 or any FFmpeg video encoder (FFV1 with --lossless in .mkv)",
+        "ffv1, mpeg4, NVIDIA h264_nvenc/hevc_nvenc/av1_nvenc (software of the same kind when "
+        "NVENC does not open), auto (NVENC on a CUDA run when it opens, else h264) or any "
+        "FFmpeg video encoder (FFV1 with --lossless in .mkv)",
     )
     add_color_options(p)
     p.add_argument("--crf", type=_positive, metavar="N", help="video quality (lower is better)")
+    add_encode_preset_option(p)
+    add_hwaccel_option(p)
     p.add_argument("--lossless", action="store_true", help="lossless video")
     p.add_argument(
         "--overwrite",

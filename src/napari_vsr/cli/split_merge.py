@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from napari_vsr.cli.enhance import add_color_options, video_options
+from napari_vsr.cli.enhance import add_color_options, add_encode_preset_option, video_options
 from napari_vsr.cli.progress import ProgressBar
 from napari_vsr.errors import OutputExistsError
 from napari_vsr.jobs.progress import RateClock
@@ -112,6 +112,7 @@ def register(subparsers) -> None:
     m.add_argument("--codec", help="video codec: h264 (default), h265, vp9, av1, prores, ffv1")
     add_color_options(m)
     m.add_argument("--crf", type=int, metavar="N", help="quality (lower is better)")
+    add_encode_preset_option(m)
     m.add_argument("--lossless", action="store_true", help="lossless video")
     m.add_argument("--overwrite", action="store_true", help="replace VIDEO if it exists")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -269,10 +269,66 @@ def rgb_to_yuv_matrix(matrix: str, *, full_range: bool, bits: int, in_max: float
 
 
 # --- decoding: Y'CbCr frame -> RGB ndarray -------------------------------------------------
-def _plane(plane, dtype: np.dtype) -> np.ndarray:
-    """A (height, width) view of one plane of a frame (no copy)."""
+#: semi-planar Y'CbCr formats (a luma plane, then one plane of interleaved Cb, Cr) -> bits
+#: each sample is stored in (deeper samples are left-aligned in 16-bit words).  Hardware
+#: frames come down from the GPU in these (NVDEC: nv12, p010le, p016le), and NVENC takes them.
+SEMI_PLANAR: dict[str, int] = {
+    "nv12": 8, "nv16": 8, "nv24": 8,
+    "p010le": 16, "p016le": 16, "p210le": 16, "p216le": 16, "p410le": 16, "p416le": 16,
+}  # fmt: skip
+#: planar 16-bit formats a GPU hands down for deep streams, the samples left-aligned (NVDEC
+#: decodes 10/12-bit 4:4:4 into yuv444p16le)
+LEFT_ALIGNED_PLANAR = frozenset({"yuv420p16le", "yuv422p16le", "yuv444p16le"})
+
+
+def _plane(plane, dtype: np.dtype, samples: int = 1) -> np.ndarray:
+    """A (height, width * samples) view of one plane of a frame (no copy); ``samples`` = 2
+    for the interleaved Cb/Cr plane of a semi-planar format."""
     rows = np.frombuffer(plane, dtype=dtype)
-    return rows.reshape(plane.height, plane.line_size // dtype.itemsize)[:, : plane.width]
+    return rows.reshape(plane.height, plane.line_size // dtype.itemsize)[
+        :, : plane.width * samples
+    ]
+
+
+def planar_samples(frame: av.VideoFrame, bits: int) -> list[np.ndarray]:
+    """The Y', Cb, Cr planes of a planar, semi-planar or left-aligned 16-bit frame, as
+    samples of ``bits`` bits (what a software decoder of the stream gives).
+
+    Parameters
+    ----------
+    frame : av.VideoFrame
+        Y'CbCr 4:2:0/4:2:2/4:4:4: planar (``yuv420p``, ``yuv420p10le``, ...), semi-planar
+        (:data:`SEMI_PLANAR`) or planar 16-bit with left-aligned samples
+        (:data:`LEFT_ALIGNED_PLANAR`).
+    bits : int
+        The stream's bit depth (8..16).
+
+    Returns
+    -------
+    list of ndarray
+        Three (rows, cols) arrays, uint8 for ``bits`` <= 8 else uint16 (0..2**bits - 1),
+        chroma at its subsampled size; views into the frame for planar formats, copies
+        otherwise.
+    """
+    name = frame.format.name
+    dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(np.uint16)
+    store = SEMI_PLANAR.get(name)
+    if store is not None:
+        sdtype = np.dtype(np.uint8) if store == 8 else np.dtype(np.uint16)
+        shift = store - bits if store == 16 else 0
+        y = _plane(frame.planes[0], sdtype)
+        uv = _plane(frame.planes[1], sdtype, samples=2)
+        planes = [y, uv[:, 0::2], uv[:, 1::2]]
+    else:
+        fmt_bits = max(c.bits for c in frame.format.components)
+        sdtype = np.dtype(np.uint8) if fmt_bits <= 8 else np.dtype(np.uint16)
+        shift = 16 - bits if name in LEFT_ALIGNED_PLANAR else 0
+        planes = [_plane(p, sdtype) for p in frame.planes[:3]]
+    if shift:
+        return [np.ascontiguousarray(p >> shift).astype(dtype, copy=False) for p in planes]
+    if sdtype != dtype:
+        return [p.astype(dtype) for p in planes]
+    return [np.ascontiguousarray(p) if store is not None else p for p in planes]
 
 
 def is_yuv_format(pix_fmt: str | None) -> bool:
@@ -305,6 +361,7 @@ class YuvToRgb:
     """
 
     def __init__(self, pix_fmt: str, info: ColorInfo):
+        self.pix_fmt = pix_fmt
         fmt = av.VideoFormat(pix_fmt)
         self.bits = max(c.bits for c in fmt.components)
         self.alpha = len(fmt.components) == 4
@@ -331,8 +388,20 @@ class YuvToRgb:
         cv2.resize(plane, (cw * sx, ch * sy), dst=out, interpolation=cv2.INTER_LINEAR)
         return out[:height, :width]
 
+    def accepts(self, pix_fmt: str) -> bool:
+        """Whether frames of ``pix_fmt`` are converted here: the stream's own format, or the
+        semi-planar / left-aligned forms a GPU decoder hands down for it (not with alpha)."""
+        if pix_fmt == self.pix_fmt:
+            return True
+        return not self.alpha and (pix_fmt in SEMI_PLANAR or pix_fmt in LEFT_ALIGNED_PLANAR)
+
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        planes = [_plane(p, self.dtype) for p in frame.planes]
+        """RGB(A) of a frame of the stream's format or of a form :meth:`accepts` (the same
+        sample values, so the same result)."""
+        if frame.format.name == self.pix_fmt:
+            planes = [_plane(p, self.dtype) for p in frame.planes]
+        else:
+            planes = planar_samples(frame, self.bits)
         y = planes[0]
         height, width = y.shape
         u = self._upsample(planes[1], 1, height, width)
@@ -363,7 +432,8 @@ def rgb_to_yuv_frame(
     rgb : ndarray, (H, W, 3) uint8 (0..255) or uint16 (0..65535)
         H and W must suit the chroma subsampling (even for 4:2:0).
     pix_fmt : str
-        e.g. ``yuv420p``, ``yuv420p10le``, ``yuv422p10le``, ``yuva444p10le``.
+        e.g. ``yuv420p``, ``yuv420p10le``, ``yuv422p10le``, ``yuva444p10le``, or a semi-planar
+        one (``nv12``, ``p010le``: what NVENC takes; the same samples, packed).
     alpha : ndarray, (H, W), same dtype as ``rgb``, optional
         For ``yuva*`` formats (opaque when not given).
 
@@ -382,6 +452,24 @@ def rgb_to_yuv_frame(
     frame = av.VideoFrame(width, height, pix_fmt)
     out_dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(np.uint16)
     top = 2**bits - 1
+    store = SEMI_PLANAR.get(pix_fmt)
+    if store is not None:  # chroma plane: Cb and Cr interleaved; deep samples left-aligned
+        shift = store - bits if store == 16 else 0
+        uv_plane = frame.planes[1]
+        uv = _plane(uv_plane, out_dtype, samples=2)
+        for k in range(3):
+            src = yuv[..., k]
+            if k:
+                src = cv2.resize(
+                    src, (uv_plane.width, uv_plane.height), interpolation=cv2.INTER_AREA
+                )
+            samples = np.clip(np.rint(src), 0, top).astype(out_dtype) << shift
+            if k == 0:
+                _plane(frame.planes[0], out_dtype)[:] = samples
+            else:
+                uv[:, k - 1 :: 2] = samples
+        tag_frame(frame, info)
+        return frame
     for k, plane in enumerate(frame.planes[:3]):
         src = yuv[..., k]
         ph, pw = plane.height, plane.width

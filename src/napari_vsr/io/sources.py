@@ -57,6 +57,7 @@ def open_frames(
     cache_mb: float = DEFAULT_CACHE_MB,
     apply_rotation: bool = True,
     skip_bad_frames: bool = False,
+    hwaccel: str | None = None,
 ) -> FrameArray:
     """Open a video, a folder of images or a multi-page TIFF as a lazy frame array.
 
@@ -72,6 +73,10 @@ def open_frames(
         Video: replace a frame that cannot be decoded (or that the demuxer lost to corrupt
         data) by the previous good one, instead of raising CorruptFrameError; the replaced
         indices accumulate in ``metadata["replaced_frames"]`` as they are read.
+    hwaccel : {None, "none", "auto", "cuda"}, keyword-only
+        Video: decode on an NVIDIA GPU (NVDEC) when one is usable, else in software with one
+        note (``.notes``, logged as a warning); the frames are the same either way.  Ignored
+        by folders and TIFFs.
 
     Returns
     -------
@@ -112,7 +117,11 @@ def open_frames(
         from napari_vsr.io.video_reader import VideoFrames
 
         return VideoFrames(
-            p, cache_mb=cache_mb, apply_rotation=apply_rotation, skip_bad_frames=skip_bad_frames
+            p,
+            cache_mb=cache_mb,
+            apply_rotation=apply_rotation,
+            skip_bad_frames=skip_bad_frames,
+            hwaccel=hwaccel,
         )
     raise UnreadableMediaError(
         f"unsupported file type {p.suffix or '(no extension)'!r}: expected a video "

@@ -17,6 +17,15 @@ an unthreaded decoder, and when reading on reaches a keyframe (or a seek lands e
 decoding moves to a second, threaded decoder on its own handle of the file, which costs nothing
 there because a keyframe needs no earlier frame.  Both decode bit-identical frames.
 
+Hardware decoding (``hwaccel="cuda"`` or ``"auto"``): the frames are decoded by NVDEC through
+FFmpeg's ``cuda`` hwaccel in the same decoders (same seeks, timestamps and error handling),
+copied back to host memory (``nv12``/``p010le``: the same sample values a software decoder
+gives, only packed differently) and converted to RGB by the same code, so they come out as the
+software path's.  The file is opened and indexed in software; only the two decoders run on
+the GPU.  When no CUDA device opens, or the GPU cannot decode the stream (a codec, profile or
+size NVDEC lacks), decoding stays in software and one line in :attr:`VideoFrames.notes` (also
+logged as a warning) says why.
+
 Decoded frames go into a small byte-bounded LRU cache
 (:class:`~napari_vsr.io.frame_array.FrameCache`), which, when the reads step backwards,
 also receives the few frames before the target after a seek, so each step back does not seek.
@@ -35,7 +44,7 @@ import av
 import numpy as np
 
 from napari_vsr.errors import CorruptFrameError, TruncatedMediaError, UnreadableMediaError
-from napari_vsr.io import color
+from napari_vsr.io import color, hardware
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.mp4_index import read_sample_table
 from napari_vsr.io.source_checks import check_source
@@ -159,6 +168,17 @@ class VideoFrames(FrameArray):
         the demuxer, or decoded after such a frame from its broken references, up to the next
         keyframe) by the last good frame before it, instead of raising CorruptFrameError.
         :attr:`replaced_frames` and ``metadata["replaced_frames"]`` list those read so far.
+    hwaccel : {None, "none", "auto", "cuda"}
+        Decode on the GPU (NVDEC) when one is usable (see the module notes); None/"none":
+        in software.  The frames are the same either way.
+
+    Attributes
+    ----------
+    hwaccel : str or None
+        ``"cuda"`` while frames are decoded on the GPU, else None.
+    notes : list of str
+        One line for each thing the user should know about how the file is read (hardware
+        decoding asked for but not possible, and why); each also logged as a warning.
 
     Notes
     -----
@@ -183,7 +203,13 @@ class VideoFrames(FrameArray):
         threads: bool = True,
         apply_rotation: bool = True,
         skip_bad_frames: bool = False,
+        hwaccel: str | None = None,
     ):
+        self.notes: list[str] = []
+        self.hwaccel: str | None = None
+        self._hw = None  # the av HWAccel of the decoders (None: software)
+        self._hw_checked = True  # whether the first hardware-decoded frame was looked at
+        asked = hardware.check_hwaccel(hwaccel)
         self._apply_rotation = bool(apply_rotation)
         self._skip_bad = bool(skip_bad_frames)
         self._missing: set[int] = set()  # frames the demuxer lost (see _index)
@@ -214,6 +240,52 @@ class VideoFrames(FrameArray):
         self.metadata["skip_bad_frames"] = self._skip_bad
         self.metadata["missing_frames"] = sorted(self._missing)
         self.metadata["replaced_frames"] = []
+        if asked is not None:
+            self._use_hardware(asked)
+
+    # --- hardware decoding --------------------------------------------------------------------
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        log.warning("%s", message)
+
+    def _use_hardware(self, asked: str) -> None:
+        """Decode on the GPU from now on when a CUDA device opens; else say why not."""
+        if self._alpha_codec is not None:
+            self._note(f"{self._path}: decoding in software: hardware decoding (--hwaccel "
+                       f"{asked}) does not keep the alpha channel of this video")
+            return
+        hw, why = hardware.decode_hwaccel(asked)
+        if hw is None:
+            self._note(f"{self._path}: decoding in software: hardware decoding (--hwaccel "
+                       f"{asked}) is not available here ({why})")
+            return
+        self._hw, self.hwaccel, self._hw_checked = hw, "cuda", False
+        # the handle opened at setup stays for indexing; decoders open on the GPU on first use
+        self._decoder, self._next = None, None
+        self._handles = {}
+
+    def _hardware_off(self, why: str) -> None:
+        """Back to software decoding for the rest of the reads (one note says why)."""
+        self._note(f"{self._path}: decoding in software: {why}")
+        self._hw, self.hwaccel, self._hw_checked = None, None, True
+        for container, _ in self._handles.values():
+            container.close()
+        self._handles = {False: (self._container, self._stream)}
+        self._decoder, self._next = None, None
+
+    def _check_hardware_used(self, cc) -> None:
+        """After the first frame from a GPU decoder: did FFmpeg keep the stream on the GPU?
+
+        It decodes in software, silently, when NVDEC lacks the codec, profile or size; then
+        the reads go back to the reader's own software decoders (threaded when reading on),
+        and the frame is decoded again there (raises _ThreadedDecodeError, which does that).
+        """
+        self._hw_checked = True
+        if cc.pix_fmt != "cuda":
+            name = self._stream.codec_context.name
+            self._hardware_off(f"the GPU cannot decode this {name} stream ({self._yuv_format}, "
+                               f"{self.shape[2]}x{self.shape[1]})")
+            raise _ThreadedDecodeError
 
     def _setup(self, path: Path, *, threads: bool, cache_mb: float) -> None:
         container = self._container
@@ -643,7 +715,16 @@ class VideoFrames(FrameArray):
         The unthreaded one is the handle the reader was opened (and indexed) with.
         """
         handle = self._handles.get(threaded)
-        if handle is None:
+        if handle is None and self._hw is not None:
+            try:
+                container = av.open(str(self._path), "r", hwaccel=self._hw)
+            except av.error.FFmpegError as exc:
+                self._hardware_off(f"the GPU decoder did not open ({_av_reason(exc)})")
+                return self._handle(threaded)
+            # no frame threads: NVDEC does the work, and FFmpeg's frame threads with a
+            # hardware decoder only add latency
+            handle = self._handles[threaded] = (container, container.streams.video[0])
+        elif handle is None:
             container = av.open(str(self._path), "r")
             stream = container.streams.video[0]  # the stream this reader reads
             if threaded:
@@ -692,9 +773,14 @@ class VideoFrames(FrameArray):
                     skipping = skip
             try:
                 decoded = cc.decode(packet)
+                if decoded and not self._hw_checked:
+                    self._check_hardware_used(cc)
             except av.error.EOFError:
                 raise
             except av.error.FFmpegError as exc:
+                if self._hw is not None:  # the GPU's failure or the file's: software decides
+                    self._hardware_off(f"the GPU decoder failed ({_av_reason(exc)})")
+                    raise _ThreadedDecodeError from exc
                 if self._active:  # threaded: the error may belong to an earlier packet
                     raise _ThreadedDecodeError from exc
                 self._packet_failed(packet, exc)
@@ -704,7 +790,7 @@ class VideoFrames(FrameArray):
             cc.skip_frame = "DEFAULT"
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
-        if self._yuv is not None and frame.format.name == self._yuv_format:
+        if self._yuv is not None and self._yuv.accepts(frame.format.name):
             arr = self._yuv(frame)
         else:
             arr = self._convert_sws(frame)
@@ -954,3 +1040,4 @@ class VideoFrames(FrameArray):
         self._decoder = None
         for container, _ in self._handles.values():
             container.close()
+        self._container.close()  # the indexing handle (also in _handles unless on the GPU)

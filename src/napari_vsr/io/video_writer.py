@@ -3,7 +3,9 @@
 Encoding rules (the defaults give files every player opens and shows in the right colours):
 
 - **Default (lossy):** H.264 (libx264), ``yuv420p``, CRF 18 (``crf`` 0..51, lower is better),
-  preset ``medium``; ``.webm`` -> VP9 (libvpx-vp9).  yuv420p needs even sizes: an odd width or
+  preset by output size (``medium`` up to 1280x720, ``faster`` up to 1920x1080, ``veryfast``
+  above: :func:`~napari_vsr.io.encode_presets.default_preset`) unless ``preset`` is given;
+  ``.webm`` -> VP9 (libvpx-vp9).  yuv420p needs even sizes: an odd width or
   height is padded by one edge-replicated column/row (logged), so the file is at most one pixel
   larger.
 - **Codecs** (``codec=``, FFmpeg encoder names or aliases): ``h264``/``libx264``,
@@ -13,6 +15,18 @@ Encoding rules (the defaults give files every player opens and shows in the righ
   (lossless), ``mpeg4`` and other FFmpeg video encoders.  An encoder missing from this FFmpeg
   build, a codec that is not a video encoder, a codec the container cannot hold or a frame size
   beyond the codec's limit is refused before any frame is encoded (:meth:`VideoWriter.validate`).
+- **NVIDIA (NVENC):** ``h264_nvenc`` (alias ``nvenc``), ``hevc_nvenc``, ``av1_nvenc``: rate
+  control ``vbr`` with ``cq`` = ``crf`` (AV1: ``crf + 13``, its 0..63 scale) and no bit-rate
+  cap (``b`` 0), preset ``p5`` (or ``preset`` mapped), tune ``hq``; 8-bit input as
+  ``yuv420p``, 10-bit (uint16 frames) as ``p010le``, both converted here with the same matrix
+  and tags as the software path.  Whether the encoder really opens (driver, GPU, an NVENC
+  engine on the chip, the frame size and bit depth) is tried before any frame is encoded
+  (:mod:`~napari_vsr.io.hardware`); when it does not, the software encoder of the same
+  bitstream is used (libx264, libx265, SVT-AV1/libaom) and a one-line note says what was asked,
+  why it failed and what is used (:attr:`VideoWriter.notes`, also logged as a warning).
+  With ``codec`` None or ``"auto"`` and ``prefer_hardware`` (the job runner sets it for CUDA
+  jobs), mp4/mov/mkv outputs are encoded with ``h264_nvenc`` when it opens (16-bit frames:
+  10-bit ``h264_nvenc``, else 10-bit ``hevc_nvenc``), else with the software default (noted).
 - **Colour:** RGB -> Y'CbCr with an explicit matrix, and every stream tagged (colorspace, range,
   primaries, transfer): BT.709 for HD-sized output (width >= 1280 or height > 576), BT.601
   below, limited range, unless ``color_matrix``/``color_range`` say otherwise;
@@ -52,7 +66,8 @@ import av
 import numpy as np
 
 from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
-from napari_vsr.io import color
+from napari_vsr.io import color, hardware
+from napari_vsr.io.encode_presets import check_preset, nvenc_preset, x264_preset
 from napari_vsr.io.fps import parse_fps
 from napari_vsr.io.video_options import VideoOptions
 from napari_vsr.io.writer_base import Writer, temp_path_beside
@@ -86,7 +101,10 @@ CODEC_ALIASES: dict[str, tuple[str, ...]] = {
     "vp8": ("libvpx",),
     "av1": ("libsvtav1", "libaom-av1", "librav1e"),
     "prores": ("prores_ks", "prores"),
+    "nvenc": ("h264_nvenc",),
 }
+#: the containers an automatic NVENC choice applies to (webm keeps its VP9 default)
+_AUTO_HARDWARE_FORMATS = ("mp4", "mov", "matroska")
 #: the codecs each container can hold (None: no restriction known to us)
 _CONTAINER_CODECS: dict[str, frozenset[str] | None] = {
     "webm": frozenset({"vp8", "vp9", "av1"}),
@@ -118,6 +136,8 @@ _YUV_PREFERENCE = {
     (True, True): ("yuva444p10le", "yuva420p10le", "yuva444p12le"),
 }
 _VFR_TIME_BASE = Fraction(1, 90000)
+#: notes already logged by a writer of this process (see VideoWriter._note)
+_LOGGED_NOTES: set[str] = set()
 #: the frame sizes DV can hold (width, height)
 DV_SIZES = frozenset({(720, 480), (720, 576), (960, 720), (1280, 1080), (1440, 1080), (1920, 1080)})
 
@@ -148,6 +168,8 @@ def _resolve_codec(name: str) -> str:
     """The FFmpeg encoder for a codec name or alias; ParameterError when there is none."""
     key = name.strip().lower()
     candidates = CODEC_ALIASES.get(key, (name.strip(),))
+    if hardware.is_nvenc(candidates[0].lower()):
+        return candidates[0].lower()  # missing from this build: the writer falls back, noted
     for enc in candidates:
         try:
             codec = av.codec.Codec(enc, "w")
@@ -188,7 +210,13 @@ _FAMILY = {
     "libaom-av1": "av1",
     "librav1e": "av1",
     "prores_ks": "prores",
+    **hardware.NVENC_ENCODERS,
 }
+
+
+def _even(n: int) -> int:
+    """``n`` rounded up to even (4:2:0 frames are padded to even sizes)."""
+    return int(n) + int(n) % 2
 
 
 def _codec_family(encoder: str) -> str:
@@ -230,9 +258,15 @@ class VideoWriter(Writer):
         How the video is encoded; default: all fields unset.  Here:
 
         - ``codec``: FFmpeg encoder name or alias overriding the default (``"h264"``,
-          ``"h265"``, ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``, ...).
-          ``crf`` applies to x264/x265/VP9/AV1; ProRes uses its HQ profile; other encoders get
-          a bit rate of about 0.2 bit per pixel.
+          ``"h265"``, ``"vp9"``, ``"av1"``, ``"prores"``, ``"ffv1"``, ``"mpeg4"``,
+          ``"h264_nvenc"``, ``"hevc_nvenc"``, ``"av1_nvenc"``, ...); ``"auto"`` = None.
+          ``crf`` applies to x264/x265/VP9/AV1/NVENC; ProRes uses its HQ profile; other
+          encoders get a bit rate of about 0.2 bit per pixel.
+        - ``preset``: x264/x265 or NVENC speed preset (see
+          :mod:`~napari_vsr.io.encode_presets`); default by output size (x264/x265), ``p5``
+          (NVENC).
+        - ``prefer_hardware``: with no codec, encode with NVENC when it opens (see the module
+          notes).
         - ``crf``: constant rate factor 0..51 (x264 scale, default 18); VP9/AV1 get
           ``crf + 13``.
         - ``lossless``: bit-exact encoding (FFV1 in mkv, x264 qp 0 otherwise).
@@ -246,8 +280,18 @@ class VideoWriter(Writer):
         - ``color_primaries``, ``color_transfer``: FFmpeg names of the tags to write (e.g. a
           source's ``"bt2020"``, ``"smpte2084"``); default: those of the matrix
           (BT.709 / SMPTE 170M).
-    preset : str
-        x264/x265 speed preset.
+    preset : str, optional
+        x264/x265/NVENC speed preset, when ``video.preset`` is not given.
+
+    Attributes
+    ----------
+    notes : list of str
+        One line for each thing the user should know about how the video is encoded (NVENC
+        unavailable and the software encoder used instead, alpha dropped, 16-bit written as
+        8-bit, ...), filled by :meth:`validate` / :meth:`preflight` (before any work) or by
+        the first frame; each also logged as a warning.  The job runner shows them.
+    encoder : str or None
+        The FFmpeg encoder chosen, once :meth:`validate` or the first frame has run.
 
     Raises
     ------
@@ -264,10 +308,12 @@ class VideoWriter(Writer):
         overwrite: bool = False,
         metadata: dict[str, Any] | None = None,
         video: VideoOptions | None = None,
-        preset: str = "medium",
+        preset: str | None = None,
     ):
         video = video or VideoOptions()
         codec, crf, lossless = video.codec, video.crf, video.lossless
+        if codec is not None and codec.strip().lower() == "auto":
+            codec = None
         copy_streams_from, frame_times = video.copy_streams_from, video.frame_times
         color_matrix, color_range = video.color_matrix, video.color_range
         color_primaries, color_transfer = video.color_primaries, video.color_transfer
@@ -310,7 +356,8 @@ class VideoWriter(Writer):
         self._codec = encoder
         self._crf = DEFAULT_CRF if crf is None else int(crf)
         self._lossless = bool(lossless)
-        self._preset = preset
+        self._preset = check_preset(video.preset if video.preset is not None else preset)
+        self._prefer_hardware = bool(video.prefer_hardware)
         self._color_args = {
             "matrix": color_matrix,
             "color_range": color_range,
@@ -330,6 +377,8 @@ class VideoWriter(Writer):
         self._src: av.container.InputContainer | None = None
         self._prep = None  # frame -> av.VideoFrame
         self._warned: set[str] = set()
+        self.notes: list[str] = []
+        self.encoder: str | None = None
         self.color: color.ColorInfo | None = None  # what was written, once the first frame came
 
     @staticmethod
@@ -427,7 +476,7 @@ class VideoWriter(Writer):
                     ("ffv1", "gbrp16le", {}, "rgb48le") if deep else ("ffv1", "bgr0", {}, "rgb24")
                 )
             self._check_size("libx264", width, height)
-            opts = {"qp": "0", "preset": self._preset}
+            opts = {"qp": "0", "preset": x264_preset(self._preset, width, height)}
             if gray:
                 return "libx264", "gray", opts, "gray"
             return "libx264rgb", "rgb24", opts, "rgb24"
@@ -448,8 +497,13 @@ class VideoWriter(Writer):
                     encoder = av1
         else:
             encoder = "libx264"
-        self._check_size(encoder, width, height)
-        formats = _pixel_formats(encoder)
+        encoder = self._hardware_choice(encoder, explicit, width, height, deep)
+        nvenc = hardware.is_nvenc(encoder)
+        if nvenc:  # its size limits are the GPU's: the probe at this size has answered
+            formats = [hardware.NVENC_FORMATS[deep]]
+        else:
+            self._check_size(encoder, width, height)
+            formats = _pixel_formats(encoder)
         want_alpha = alpha and any(f.startswith("yuva") for f in formats)
         if alpha and not want_alpha:
             self._note(
@@ -458,7 +512,7 @@ class VideoWriter(Writer):
                 "in .mov/.mkv, vp9, or --lossless in .mkv to keep it)",
                 encoder,
             )
-        pix_fmt = next(
+        pix_fmt = (formats[0] if nvenc else None) or next(
             (f for f in _YUV_PREFERENCE[(deep, want_alpha)] if f in formats), None
         ) or next((f for f in _YUV_PREFERENCE[(False, want_alpha)] if f in formats), None)
         if pix_fmt is None:
@@ -474,7 +528,7 @@ class VideoWriter(Writer):
                 f"{encoder} encodes 8 bits per sample only, and these frames are 16-bit "
                 "(a 10/12-bit source)"
             )
-            if explicit:
+            if explicit and self._codec == encoder:
                 raise ParameterError(
                     f"{self.path}: {message}; use h264, h265, av1 or prores, or --lossless in "
                     ".mkv, to keep the bit depth"
@@ -492,7 +546,7 @@ class VideoWriter(Writer):
             self._note("hdr", "%s: %s; the HDR tags are kept but the picture will band", message)
         opts: dict[str, str] = {}
         if encoder in ("libx264", "libx265"):
-            opts = {"preset": self._preset, "crf": str(self._crf)}
+            opts = {"preset": x264_preset(self._preset, width, height), "crf": str(self._crf)}
         elif encoder in ("libvpx-vp9", "libvpx"):
             opts = {
                 "crf": str(min(63, self._crf + 13)),
@@ -505,11 +559,89 @@ class VideoWriter(Writer):
             opts = {"crf": str(min(63, self._crf + 13)), "preset": "8"}
         elif encoder == "libaom-av1":
             opts = {"crf": str(min(63, self._crf + 13)), "b": "0", "cpu-used": "6"}
+        elif nvenc:
+            opts = self._nvenc_options(encoder, _even(width), _even(height))
         elif encoder in ("prores_ks", "prores"):
             opts = {"profile": "4" if pix_fmt.startswith(("yuva", "yuv444")) else "3"}
             if encoder == "prores_ks":
                 opts["vendor"] = "apl0"
+        self.encoder = encoder
         return encoder, pix_fmt, opts, "yuv"
+
+    # --- NVENC ----------------------------------------------------------------------------------
+    def _nvenc_options(self, encoder: str, width: int, height: int) -> dict[str, str]:
+        """Constant quality (``rc`` vbr, ``cq`` from ``crf``, no bit-rate cap), preset, tune hq.
+
+        ``cq`` is the x264-scale ``crf`` for H.264/HEVC and ``crf + 13`` for AV1 (0..63, as
+        for the software AV1 encoders); at least 1, because NVENC reads 0 as "automatic".
+        """
+        top = 63 if encoder == "av1_nvenc" else 51
+        cq = self._crf + 13 if encoder == "av1_nvenc" else self._crf
+        return {
+            "preset": nvenc_preset(self._preset),
+            "tune": "hq",
+            "rc": "vbr",
+            "cq": str(max(1, min(top, cq))),
+            "b": "0",
+        }
+
+    def _hardware_choice(
+        self, encoder: str, explicit: bool, width: int, height: int, deep: bool
+    ) -> str:
+        """The encoder to use: an NVENC one asked for when it opens here, else the software
+        encoder of its bitstream (noted); with ``prefer_hardware`` and no codec asked for,
+        NVENC in place of the H.264 default when it opens (noted when it does not)."""
+        w, h = _even(width), _even(height)
+
+        def failure(nvenc: str) -> str | None:
+            return hardware.nvenc_failure(
+                nvenc, w, h, ten_bit=deep, options=self._nvenc_options(nvenc, w, h)
+            )
+
+        depth = " 10-bit" if deep else ""
+        if hardware.is_nvenc(encoder):
+            why = failure(encoder)
+            if why is None:
+                return encoder
+            fallback = hardware.software_encoder(encoder)
+            if fallback is None:
+                raise ParameterError(
+                    f"{self.path}: {encoder} cannot encode here ({why}) and this FFmpeg build "
+                    f"has no software {_codec_family(encoder)} encoder "
+                    f"({', '.join(hardware.SOFTWARE_EQUIVALENT[encoder])}); choose another codec"
+                )
+            hint = ""
+            if deep and encoder == "h264_nvenc" and failure("hevc_nvenc") is None:
+                hint = " (hevc_nvenc encodes 10-bit on this GPU)"
+            self._note(
+                "nvenc",
+                "%s: %s%s %dx%d was asked for but cannot encode here (%s); encoding with %s "
+                "(software) instead%s",
+                encoder, depth, w, h, why, fallback, hint,
+            )
+            return fallback
+        if explicit or not self._prefer_hardware or self._format not in _AUTO_HARDWARE_FORMATS:
+            return encoder
+        candidate = hardware.HARDWARE_EQUIVALENT.get(encoder)
+        if candidate is None:
+            return encoder
+        why = failure(candidate)
+        if why is None:
+            log.info("%s: encoding with %s (NVENC)", self.path, candidate)
+            return candidate
+        if deep and failure("hevc_nvenc") is None:
+            self._note(
+                "nvenc-auto",
+                "%s: %s cannot encode 10-bit here (%s); encoding 10-bit HEVC with hevc_nvenc",
+                candidate, why,
+            )
+            return "hevc_nvenc"
+        self._note(
+            "nvenc-auto",
+            "%s: NVENC (%s%s %dx%d) cannot encode here (%s); encoding with %s (software)",
+            candidate, depth, w, h, why, encoder,
+        )
+        return encoder
 
     def _output_color(self, width: int, height: int) -> color.ColorInfo:
         a = self._color_args
@@ -523,10 +655,20 @@ class VideoWriter(Writer):
         )
 
     def _note(self, key: str, message: str, *args) -> None:
-        """Log a warning once per writer."""
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, self.path, *args)
+        """Add a line to :attr:`notes` and log it as a warning, once per writer and key.
+
+        ``message`` is a %-format whose first field is this writer's path.  A line already
+        logged by an earlier writer of this process (the job runner's pre-flight writer, then
+        the writer that assembles the output) is not logged again.
+        """
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        text = message % (self.path, *args)
+        self.notes.append(text)
+        if text not in _LOGGED_NOTES:
+            _LOGGED_NOTES.add(text)
+            log.warning("%s", text)
 
     # --- opening the encoder on the first frame ------------------------------------------
     def _open(self, frame: np.ndarray) -> None:
@@ -594,7 +736,7 @@ class VideoWriter(Writer):
             stream.codec_context.colorspace = 0  # RGB
         if codec == "ffv1":
             opts = {"level": "3", "slices": "4", "slicecrc": "1"}
-        elif not opts or ("crf" not in opts and "qp" not in opts and "profile" not in opts):
+        elif not opts or not {"crf", "qp", "cq", "profile"} & set(opts):
             # encoders without a quality mode: ~0.2 bit per pixel, generous for MPEG-4 etc.
             stream.bit_rate = int(stream.width * stream.height * float(self._rate) * 0.2)
         stream.options = opts

@@ -10,18 +10,21 @@ from typing import Any
 import numpy as np
 
 
-def open_source(path: str | os.PathLike, *, skip_bad_frames: bool = False,
-                hwaccel: str | None = None):
-    """Any reader source (video, frame folder, TIFF), plus ``.zarr`` result stores
-    (``hwaccel``: GPU decoding of a video, see :class:`~napari_vsr.jobs.request.JobRequest`)."""
+def open_source(
+    path: str | os.PathLike, *, skip_bad_frames: bool = False, hwaccel: str | None = None
+):
+    """Any reader source (video, frame folder, TIFF), plus ``.zarr`` result stores.
+
+    ``hwaccel`` ({None, "none", "auto", "cuda"}): decode a video on the GPU (NVDEC) when one is
+    usable; otherwise in software, and the source's ``notes`` (a list of str, also logged as
+    warnings) say why.  Ignored by other sources.
+    """
     if Path(path).suffix.lower() == ".zarr":
         from napari_vsr.io.zarr_store import open_result_store
 
         return open_result_store(path, mode="r")
     from napari_vsr.io import open_frames
 
-    if hwaccel is None:
-        return open_frames(path, skip_bad_frames=skip_bad_frames)
     return open_frames(path, skip_bad_frames=skip_bad_frames, hwaccel=hwaccel)
 
 
