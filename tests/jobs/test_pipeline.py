@@ -112,3 +112,27 @@ def test_cli_no_job_refuses_the_options_that_need_a_job_folder(tmp_path, sample_
     assert done.stderr.strip().splitlines()[-1].endswith(
         "--no-job cannot be combined with --resume (they need the job folder)")
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_gpu_video_options_fall_back_with_one_line_each(tmp_path, sample_frames_dir):
+    """No NVENC/NVDEC here: --codec h264_nvenc and --hwaccel cuda each say so once, before
+    any work, and the job writes the software encoder's file."""
+    src = tmp_path / "in.mp4"
+    made = subprocess.run(
+        [sys.executable, "-m", "napari_vsr.cli", "enhance", str(sample_frames_dir), "-o",
+         str(src), "--method", "classic", "--preset", "temporal-denoise", "--frames", "0:6", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "out.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_vsr.cli", "enhance", str(src), "-o", str(out),
+         "--method", "classic", "--preset", "seed", "--codec", "h264_nvenc", "--hwaccel",
+         "cuda", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert sum("h264_nvenc" in line for line in lines) == 1, lines
+    assert sum("decoding in software" in line for line in lines) == 1, lines
+    assert "Traceback" not in done.stderr
+    with open_frames(out) as frames:
+        assert len(frames) == 6 and frames.metadata["codec"] in ("h264", "libx264")

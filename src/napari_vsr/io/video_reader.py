@@ -245,8 +245,10 @@ class VideoFrames(FrameArray):
 
     # --- hardware decoding --------------------------------------------------------------------
     def _note(self, message: str) -> None:
+        # the caller shows :attr:`notes` (the job runner as warnings); logged at info level so
+        # that a command line does not print them twice
         self.notes.append(message)
-        log.warning("%s", message)
+        log.info("%s", message)
 
     def _use_hardware(self, asked: str) -> None:
         """Decode on the GPU from now on when a CUDA device opens; else say why not."""

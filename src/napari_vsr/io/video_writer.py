@@ -547,6 +547,8 @@ class VideoWriter(Writer):
         opts: dict[str, str] = {}
         if encoder in ("libx264", "libx265"):
             opts = {"preset": x264_preset(self._preset, width, height), "crf": str(self._crf)}
+            if encoder == "libx265":
+                opts["x265-params"] = "log-level=error"  # x265 prints its statistics otherwise
         elif encoder in ("libvpx-vp9", "libvpx"):
             opts = {
                 "crf": str(min(63, self._crf + 13)),
@@ -655,7 +657,8 @@ class VideoWriter(Writer):
         )
 
     def _note(self, key: str, message: str, *args) -> None:
-        """Add a line to :attr:`notes` and log it as a warning, once per writer and key.
+        """Add a line to :attr:`notes` (the caller shows them: the job runner as warnings) and
+        log it at info level, once per writer and key.
 
         ``message`` is a %-format whose first field is this writer's path.  A line already
         logged by an earlier writer of this process (the job runner's pre-flight writer, then
@@ -668,7 +671,7 @@ class VideoWriter(Writer):
         self.notes.append(text)
         if text not in _LOGGED_NOTES:
             _LOGGED_NOTES.add(text)
-            log.warning("%s", text)
+            log.info("%s", text)
 
     # --- opening the encoder on the first frame ------------------------------------------
     def _open(self, frame: np.ndarray) -> None:

@@ -155,11 +155,12 @@ def _worker_source(manifest: dict[str, Any]):
     from napari_vsr.jobs.source import open_source
 
     src = manifest["source"]
-    key = (src["path"], bool(src.get("skip_bad_frames")))
+    hwaccel = (manifest.get("decode") or {}).get("hwaccel")
+    key = (src["path"], bool(src.get("skip_bad_frames")), hwaccel)
     cached = _worker_state.get("source")
     if cached is not None and cached[0] == key:
         return cached[1]
-    source = open_source(src["path"], skip_bad_frames=key[1])
+    source = open_source(src["path"], skip_bad_frames=key[1], hwaccel=hwaccel)
     _worker_state["source"] = (key, source)
     return source
 

@@ -51,7 +51,13 @@ from napari_vsr.jobs.progress import (
 )
 from napari_vsr.jobs.request import JobRequest, parse_scheduler
 from napari_vsr.jobs.segments import Segment, default_segment, plan_segments, whole_chunks
-from napari_vsr.jobs.source import fingerprint, open_source, source_metadata, source_rgb
+from napari_vsr.jobs.source import (
+    fingerprint,
+    open_source,
+    source_metadata,
+    source_notes,
+    source_rgb,
+)
 from napari_vsr.jobs.state import JobDir, default_job_dir
 
 log = logging.getLogger(__name__)
@@ -263,7 +269,8 @@ def _jsonable(doc):
 def _open_file_writer(request: JobRequest, kind: str, source, fps, start: int, stop: int,
                       metadata: dict):
     """The output's Writer: the request's video options plus what the source gives (colour
-    tags, frame times, audio/subtitles trimmed to the frame range)."""
+    tags, frame times, audio/subtitles trimmed to the frame range); a job on a CUDA device
+    prefers NVENC when no codec is asked for (the writer falls back to software, noted)."""
     from napari_vsr.io import VideoOptions, open_writer
     from napari_vsr.io.color import source_color_tags
 
@@ -276,6 +283,7 @@ def _open_file_writer(request: JobRequest, kind: str, source, fps, start: int, s
         streams = meta.get("has_audio") or meta.get("has_subtitles")
         if meta.get("kind") == "video" and streams and not request.no_audio:
             extra["copy_streams_from"] = request.source_path
+        extra["prefer_hardware"] = str(metadata.get("device", "")).startswith("cuda")
         video = replace(video, **extra)
     return open_writer(request.output, fps=fps, overwrite=request.overwrite,
                        metadata=_writer_metadata(source, metadata), video=video)
@@ -344,6 +352,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
     created_job: JobDir | None = None  # removed again if the run fails before any commit
     job: JobDir | None = None
     try:
+        for note in source_notes(source):
+            yield JobWarning(note)
         shape = tuple(int(s) for s in np.shape(source))
         rgb = source_rgb(source, request.rgb)
         start, stop = _frame_range(request, shape[0], warnings)
@@ -406,6 +416,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
             output={"path": os.path.abspath(request.output) if request.output else None,
                     "kind": kind, "frame_shape": list(frame_shape), "dtype": str(out_dtype)},
         )
+        # how workers decode the source (not compared on resume: decoding is bit-exact)
+        manifest["decode"] = {"hwaccel": request.hwaccel}
         if stored is not None:
             why = mismatch(stored, manifest)
             if why is not None:
@@ -442,6 +454,8 @@ def _job_events(request: JobRequest, cancel: CancelToken, direct) -> Iterator[Jo
                 writer.preflight(frame_shape, out_dtype, n_frames)
             finally:
                 writer.abort()
+            for note in getattr(writer, "notes", ()):  # only video writers have notes
+                yield JobWarning(note)
         if job is not None and stored is None:
             job.create(manifest)
             job.lock()

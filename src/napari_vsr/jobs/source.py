@@ -28,6 +28,14 @@ def open_source(
     return open_frames(path, skip_bad_frames=skip_bad_frames, hwaccel=hwaccel)
 
 
+def source_notes(source) -> list[str]:
+    """What opening the source had to say (e.g. GPU decoding unavailable, software used):
+    :attr:`VideoFrames.notes`; other sources have none."""
+    from napari_vsr.io.video_reader import VideoFrames
+
+    return list(source.notes) if isinstance(source, VideoFrames) else []
+
+
 def source_metadata(source) -> dict[str, Any]:
     """The reader's metadata of a source (a zarr store's attributes, flattened)."""
     meta = getattr(source, "metadata", None)
