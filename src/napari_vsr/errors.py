@@ -144,6 +144,12 @@ class SegmentTaskError(VsrError, RuntimeError):
     worker's error (kept as ``__cause__``)."""
 
 
+#: attribute set (``extra={NOTE_FLAG: True}``) on a warning log record whose text is also kept
+#: in the object's ``notes`` (a reader's or writer's); the job runner yields those notes as
+#: warnings, so the command line drops the flagged records instead of printing them twice
+NOTE_FLAG = "napari_vsr_note"
+
+
 class Cancelled(VsrError):
     """The user cancelled a running job.  Not a failure: callers usually just stop."""
 

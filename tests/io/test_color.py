@@ -370,6 +370,7 @@ def test_hdr_into_an_8_bit_codec_is_refused_or_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         w.validate((96, 160, 3), np.uint8)  # 8-bit frames with HDR tags: said, not refused
     assert any("HDR" in r.getMessage() for r in caplog.records)
+    assert any("HDR" in note for note in w.notes)  # what the job runner shows
     w.abort()
 
 

@@ -44,7 +44,7 @@ def test_hwaccel_unavailable_decodes_in_software_with_a_note(videos, asked, capl
     from napari_vsr.jobs.source import open_source
 
     path = videos["h264_bframes"]
-    with caplog.at_level(logging.INFO, logger="napari_vsr.io.video_reader"):
+    with caplog.at_level(logging.WARNING, logger="napari_vsr.io.video_reader"):
         v = open_source(path, hwaccel=asked)
     with v, open_frames(path) as ref:
         assert v.hwaccel is None and len(v.notes) == 1

@@ -100,7 +100,7 @@ def test_nvenc_fallback_is_decided_in_the_preflight(tmp_path, codec, software):
 @requires_no_nvenc
 def test_h264_nvenc_fallback_output_is_right(tmp_path, clip, media_mod, caplog):
     path = tmp_path / "out.mp4"
-    with caplog.at_level(logging.INFO, logger="napari_vsr.io.video_writer"):
+    with caplog.at_level(logging.WARNING, logger="napari_vsr.io.video_writer"):
         write_frames_to(path, clip, fps=NTSC, video=VideoOptions(codec="h264_nvenc"))
     logged = [r.getMessage() for r in caplog.records if "h264_nvenc" in r.getMessage()]
     assert len(logged) == 1 and "libx264" in logged[0] and str(path) in logged[0]
@@ -152,7 +152,7 @@ def test_no_hardware_without_the_hint_or_in_webm(tmp_path, clip, monkeypatch):
 def test_fallback_warning_is_logged_once_per_process(tmp_path, clip, monkeypatch, caplog):
     monkeypatch.setattr(hardware, "nvenc_failure", lambda *a, **k: "No NVENC capable devices found")
     target = tmp_path / "twice.mp4"
-    with caplog.at_level(logging.INFO, logger="napari_vsr.io.video_writer"):
+    with caplog.at_level(logging.WARNING, logger="napari_vsr.io.video_writer"):
         for _ in range(2):  # the job runner: a pre-flight writer, then the assembling one
             w = open_writer(target, video=VideoOptions(codec="hevc_nvenc"))
             w.validate(clip.shape[1:], clip.dtype)

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from napari_vsr.errors import ParameterError, VsrError
+from napari_vsr.errors import NOTE_FLAG, ParameterError, VsrError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # notes come back as the job's own warnings
+        handler.addFilter(lambda record: not getattr(record, NOTE_FLAG, False))
     # the viewer keeps the default handling: Python signal handlers wait for the interpreter,
     # which Qt's event loop seldom gives back, so SIGTERM would no longer end it promptly
     guard = signals_as_interrupts if args.command not in GUI_COMMANDS else contextlib.nullcontext

@@ -43,7 +43,12 @@ from typing import Any
 import av
 import numpy as np
 
-from napari_vsr.errors import CorruptFrameError, TruncatedMediaError, UnreadableMediaError
+from napari_vsr.errors import (
+    NOTE_FLAG,
+    CorruptFrameError,
+    TruncatedMediaError,
+    UnreadableMediaError,
+)
 from napari_vsr.io import color, hardware
 from napari_vsr.io.frame_array import DEFAULT_CACHE_MB, FrameArray
 from napari_vsr.io.mp4_index import read_sample_table
@@ -245,10 +250,10 @@ class VideoFrames(FrameArray):
 
     # --- hardware decoding --------------------------------------------------------------------
     def _note(self, message: str) -> None:
-        # the caller shows :attr:`notes` (the job runner as warnings); logged at info level so
-        # that a command line does not print them twice
+        # logged flagged as a note: the job runner shows :attr:`notes` as its own warnings, and
+        # the command line drops flagged records so that a line is not printed twice
         self.notes.append(message)
-        log.info("%s", message)
+        log.warning("%s", message, extra={NOTE_FLAG: True})
 
     def _use_hardware(self, asked: str) -> None:
         """Decode on the GPU from now on when a CUDA device opens; else say why not."""

@@ -65,7 +65,13 @@ from typing import Any
 import av
 import numpy as np
 
-from napari_vsr.errors import ParameterError, SourceNotFoundError, UnsupportedDtypeError, WriteError
+from napari_vsr.errors import (
+    NOTE_FLAG,
+    ParameterError,
+    SourceNotFoundError,
+    UnsupportedDtypeError,
+    WriteError,
+)
 from napari_vsr.io import color, hardware
 from napari_vsr.io.encode_presets import check_preset, nvenc_preset, x264_preset
 from napari_vsr.io.fps import parse_fps
@@ -657,8 +663,9 @@ class VideoWriter(Writer):
         )
 
     def _note(self, key: str, message: str, *args) -> None:
-        """Add a line to :attr:`notes` (the caller shows them: the job runner as warnings) and
-        log it at info level, once per writer and key.
+        """Add a line to :attr:`notes` and log it as a warning (flagged as a note, see
+        :data:`~napari_vsr.errors.NOTE_FLAG`: the job runner shows notes itself), once per
+        writer and key.
 
         ``message`` is a %-format whose first field is this writer's path.  A line already
         logged by an earlier writer of this process (the job runner's pre-flight writer, then
@@ -671,7 +678,7 @@ class VideoWriter(Writer):
         self.notes.append(text)
         if text not in _LOGGED_NOTES:
             _LOGGED_NOTES.add(text)
-            log.info("%s", text)
+            log.warning("%s", text, extra={NOTE_FLAG: True})
 
     # --- opening the encoder on the first frame ------------------------------------------
     def _open(self, frame: np.ndarray) -> None:
