@@ -104,9 +104,18 @@ def test_mirror_shortcut_is_decided_per_clip(net64, golden_input, monkeypatch):
             assert (forward[k] - f1[0]).abs().max().item() <= 1e-12
 
 
-def _assert_batch_equals_alone(net, clips: list[torch.Tensor], passes, tol: float):
+def _assert_batch_equals_alone(
+    net, clips: list[torch.Tensor], passes, tol: float, *, batch_pixels: int | None = None
+):
+    """``batch_pixels``: the batch runs with this ``max_batch_pixels`` (the clips alone with
+    the default), so slices cut across clips."""
+    default = net.max_batch_pixels
     with torch.inference_mode():
-        both = net(torch.cat(clips))
+        net.max_batch_pixels = batch_pixels or default
+        try:
+            both = net(torch.cat(clips))
+        finally:
+            net.max_batch_pixels = default
         assert net.last_cleaning_passes_per_clip == passes
         for k, clip in enumerate(clips):
             alone = net(clip)
@@ -123,10 +132,14 @@ def test_float32_fused_batch_equals_each_clip_alone(golden_ema, golden_input):
     _assert_batch_equals_alone(net, [clips["shifted"], mirrored, clips["bright"]], (3, 1, 3), 1e-5)
 
 
-def test_float32_eager_batch_equals_each_clip_alone(golden_ema, golden_input):
-    clips = _clips(golden_input, (64, 64), 3)
+def test_float32_eager_batch_in_slices_equals_each_clip_alone(golden_ema, golden_input):
+    """Slices that cut across clip boundaries change nothing."""
+    clips = _clips(golden_input, (64, 64), 2)
     net = _net(golden_ema)
-    _assert_batch_equals_alone(net, [clips["plain"], clips["bright"]], (1, 3), 1e-5)
+    three = [clips["plain"], clips["bright"], clips["shifted"]]
+    # cleaning slices of 3 frames (8 * 1536 px: clip edges fall inside them), flow pairs and
+    # upsampler frames one by one
+    _assert_batch_equals_alone(net, three, (1, 3, 3), 1e-5, batch_pixels=1536)
 
 
 def test_steps_fire_once_per_time_step_for_the_whole_batch(golden_ema, golden_input):

@@ -324,8 +324,8 @@ class RealBasicVSREnhancer(Enhancer):
         held = 4 * 3 + elt * (3 + 3 + mid + 2 * 2 + 3 * 16) + (3 * 16 if elt == 4 else 4 * 3 * 16)
         # per call: cleaning slices (~4 maps of ``mid``, 2 in place on the fused CPU path),
         # SPyNet slices (~128 channels), one propagation step of every clip (~6 maps and a
-        # float32 sampling grid) and one upsampler call (at least one frame of every clip,
-        # ~3 * 16 * mid values per input pixel; a few row bands on the fused CPU path)
+        # float32 sampling grid) and one upsampler call (up to ``max_batch_pixels``, at least
+        # one frame: ~3 * 16 * mid values per input pixel; row bands on the fused CPU path)
         cleaning = min(8 * limit, frames * px) * elt * mid * (2 if self.fused else 4)
         flows = min(4 * limit, 2 * frames * px) * elt * 128
         step = batch * px * (elt * mid * 6 + 4 * 2 * 2)
@@ -334,7 +334,7 @@ class RealBasicVSREnhancer(Enhancer):
 
             upsample = 3 * FusedUpsampler.band_bytes
         else:
-            upsample = max(min(limit, frames * px), batch * px) * elt * 16 * mid * 3
+            upsample = max(min(limit, frames * px), px) * elt * 16 * mid * 3
         return int(frames * px * held + max(cleaning, flows, step + upsample))
 
     def __repr__(self) -> str:

@@ -130,6 +130,17 @@ class BasicVSRNet(nn.Module):
         base = F.interpolate(lqs, scale_factor=4, mode="bilinear", align_corners=False)
         return out + base
 
+    def _upsample_in_slices(self, feats: torch.Tensor, lqs: torch.Tensor) -> torch.Tensor:
+        """:meth:`_upsample` on at most ``max_batch_pixels`` input pixels per call (at least
+        one frame): a group holds at least one frame of every clip of a batch, so this keeps
+        the x4 working set bounded whatever the batch size."""
+        b, _, h, w = feats.shape
+        step = max(1, self.max_batch_pixels // (h * w))
+        if step >= b:
+            return self._upsample(feats, lqs)
+        parts = [self._upsample(feats[i : i + step], lqs[i : i + step]) for i in range(0, b, step)]
+        return torch.cat(parts)
+
     def forward(self, lqs: torch.Tensor, *, step: NetworkStep | None = None) -> torch.Tensor:
         """Super-resolve a clip x4.
 
@@ -188,7 +199,7 @@ class BasicVSRNet(nn.Module):
             if len(pending) == group or i == t - 1:
                 start = i + 1 - len(pending)
                 frames = lqs[:, start : i + 1].transpose(0, 1).reshape(-1, c, h, w)
-                res = self._upsample(torch.cat(pending), frames)
+                res = self._upsample_in_slices(torch.cat(pending), frames)
                 pending.clear()
                 if out is None:
                     out = res.new_empty(n, t, c, 4 * h, 4 * w)
