@@ -277,7 +277,7 @@ class RealBasicVSREnhancer(Enhancer):
         if top is not None:
             # a true float32 division, as on the host (CUDA turns the division by a Python
             # scalar into a multiplication by its reciprocal, one ulp off at times)
-            x = x.to(torch.float32).div_(torch.tensor(top, device=x.device))
+            x = x.to(torch.float32).div_(torch.full((), top, device=x.device))
         lqs = self._prepare(x)
         out = self._net(lqs, step=_network_step(steps)).permute(0, 1, 3, 4, 2)
         dense = torch.contiguous_format  # (N, T, 4H, 4W, 3) in memory, ready to copy
