@@ -51,6 +51,7 @@ def test_adapter_attributes(enhancer, golden_weights):
         accepts_integer_rgb=True,
         device="cpu",
         precisions=("fp32", "fp16", "bf16"),
+        max_batch=8,
     )
     assert enhancer.scale == 4 and enhancer.estimate_memory(10, 64, 64) > 0
     assert enhancer.device == torch.device("cpu") and enhancer.precision == "fp32"

@@ -82,25 +82,39 @@ class BasicVSRNet(nn.Module):
         -------
         backward, forward : Tensor, (N, T-1, 2, H, W) each
             ``backward[:, i]`` warps frame i+1 onto frame i; ``forward[:, i]`` warps frame i
-            onto frame i+1.  When the clip is a mirror extension of itself (``x[T-1-i] ==
-            x[i]``) the forward flows are the reversed backward ones and are not recomputed.
+            onto frame i+1.  For a clip that is a mirror extension of itself (``x[T-1-i] ==
+            x[i]``, decided per clip) the forward flows are its reversed backward ones and are
+            not recomputed.
         """
         n, t, c, h, w = lqs.shape
         first = lqs[:, :-1].reshape(-1, c, h, w)
         second = lqs[:, 1:].reshape(-1, c, h, w)
-        mirrored = t % 2 == 0 and torch.equal(lqs[:, : t // 2], lqs[:, t // 2 :].flip(1))
-        if mirrored:
+        mirrored = [
+            t % 2 == 0 and torch.equal(clip[: t // 2], clip[t // 2 :].flip(0)) for clip in lqs
+        ]
+        todo = [k for k in range(n) if not mirrored[k]]  # clips whose forward flows are needed
+        if len(todo) == n:
+            ref, supp = torch.cat([first, second]), torch.cat([second, first])
+        elif not todo:
             ref, supp = first, second
         else:
-            ref, supp = torch.cat([first, second]), torch.cat([second, first])
+            rest = lqs[todo]
+            rest_first = rest[:, :-1].reshape(-1, c, h, w)
+            rest_second = rest[:, 1:].reshape(-1, c, h, w)
+            ref, supp = torch.cat([first, rest_second]), torch.cat([second, rest_first])
         pairs = torch.cat([ref, supp], dim=1)
         flows = in_slices(
             lambda p: self.spynet(p[:, :c], p[:, c:]), pairs, max_pixels=self.max_batch_pixels * 4
         )
-        flows = flows.unflatten(0, (-1, n, t - 1))  # (1 or 2, N, T-1, 2, H, W)
-        backward = flows[0]
-        forward = backward.flip(1) if mirrored else flows[1]
-        return backward, forward
+        backward = flows[: n * (t - 1)].unflatten(0, (n, t - 1))
+        if not todo:
+            return backward, backward.flip(1)
+        computed = flows[n * (t - 1) :].unflatten(0, (len(todo), t - 1))
+        if len(todo) == n:
+            return backward, computed
+        it = iter(computed)
+        forward = [backward[k].flip(0) if mirrored[k] else next(it) for k in range(n)]
+        return backward, torch.stack(forward)
 
     # -- propagation -----------------------------------------------------------------------
     def _upsample(self, feats: torch.Tensor, lqs: torch.Tensor) -> torch.Tensor:
@@ -116,24 +130,38 @@ class BasicVSRNet(nn.Module):
         base = F.interpolate(lqs, scale_factor=4, mode="bilinear", align_corners=False)
         return out + base
 
+    def _upsample_in_slices(self, feats: torch.Tensor, lqs: torch.Tensor) -> torch.Tensor:
+        """:meth:`_upsample` on at most ``max_batch_pixels`` input pixels per call (at least
+        one frame): a group holds at least one frame of every clip of a batch, so this keeps
+        the x4 working set bounded whatever the batch size."""
+        b, _, h, w = feats.shape
+        step = max(1, self.max_batch_pixels // (h * w))
+        if step >= b:
+            return self._upsample(feats, lqs)
+        parts = [self._upsample(feats[i : i + step], lqs[i : i + step]) for i in range(0, b, step)]
+        return torch.cat(parts)
+
     def forward(self, lqs: torch.Tensor, *, step: NetworkStep | None = None) -> torch.Tensor:
         """Super-resolve a clip x4.
 
         Parameters
         ----------
         lqs : Tensor, (N, T, 3, H, W)
-            RGB frames in [0, 1], floating dtype.  Not modified.
+            RGB frames in [0, 1], floating dtype: N independent clips of T frames.  Not
+            modified.
         step : callable, optional
             ``step("backward", i)`` after each time step ``i`` of the backward propagation
             (T-1 down to 0), ``step("output", i)`` once output frame ``i`` is upsampled
             (0 up to T-1; frames upsampled in one batch, see ``max_batch_pixels``, are reported
-            together after it).  For progress and cancel: what it raises propagates.  The
-            result does not depend on it.
+            together after it).  One call covers all N clips (they advance together).  For
+            progress and cancel: what it raises propagates.  The result does not depend on it.
 
         Returns
         -------
         Tensor, (N, T, 3, 4H, 4W)
-            Not clipped; same device as the input.
+            Not clipped; same device as the input.  Clip ``k`` of the output is what clip
+            ``k`` gives alone (every operation is per clip; batch composition changes only
+            the rounding of the kernels, not the arithmetic).
         """
         n, t, c, h, w = lqs.shape
         if h < MIN_SIZE or w < MIN_SIZE:
@@ -156,7 +184,8 @@ class BasicVSRNet(nn.Module):
             if step is not None:
                 step("backward", i)
 
-        # forward-time propagation; fusion and upsampling batched over groups of frames
+        # forward-time propagation; fusion and upsampling batched over groups of frames (of
+        # all clips: max_batch_pixels bounds the pixels of one call whatever N is)
         group = max(1, self.max_batch_pixels // (n * h * w))
         out: torch.Tensor | None = None
         pending: list[torch.Tensor] = []
@@ -170,7 +199,7 @@ class BasicVSRNet(nn.Module):
             if len(pending) == group or i == t - 1:
                 start = i + 1 - len(pending)
                 frames = lqs[:, start : i + 1].transpose(0, 1).reshape(-1, c, h, w)
-                res = self._upsample(torch.cat(pending), frames)
+                res = self._upsample_in_slices(torch.cat(pending), frames)
                 pending.clear()
                 if out is None:
                     out = res.new_empty(n, t, c, 4 * h, 4 * w)

@@ -32,9 +32,10 @@ class RealBasicVSRNet(nn.Module):
     num_cleaning_blocks : int
         Residual blocks in the cleaning module.
     dynamic_refine_thres : float
-        Cleaning stops after the pass whose mean absolute residue, over the whole input
+        Cleaning of a clip stops after the pass whose mean absolute residue, over the whole
         clip, is below ``dynamic_refine_thres / 255`` (255, the released value, means one
-        pass in practice); at most :data:`MAX_CLEANING_PASSES` passes.
+        pass in practice); at most :data:`MAX_CLEANING_PASSES` passes.  Decided per clip in a
+        batch: each clip runs the passes it would run alone.
 
     Attributes
     ----------
@@ -43,7 +44,10 @@ class RealBasicVSRNet(nn.Module):
     weights_sha256 : str or None
         SHA-256 of that file.
     last_cleaning_passes : int
-        How many cleaning passes the last forward call ran (diagnostics).
+        How many cleaning passes the last forward call ran (diagnostics): the largest count
+        over the clips of the batch, so for one clip the reference's count.
+    last_cleaning_passes_per_clip : tuple of int
+        The count of every clip of the last forward call, in batch order.
     max_batch_pixels : int
         Memory bound shared with the backbone: frames are cleaned, paired for flow and
         upsampled in batches of about this many low-resolution pixels.  Results do not depend
@@ -66,6 +70,7 @@ class RealBasicVSRNet(nn.Module):
         self.weights_path: str | None = None
         self.weights_sha256: str | None = None
         self.last_cleaning_passes = 0
+        self.last_cleaning_passes_per_clip: tuple[int, ...] = ()
         self.image_cleaning = nn.Sequential(
             ResidualBlocksWithInputConv(3, mid_channels, num_blocks=num_cleaning_blocks),
             nn.Conv2d(mid_channels, 3, 3, 1, 1, bias=True),
@@ -89,7 +94,12 @@ class RealBasicVSRNet(nn.Module):
         )
 
     def clean(self, lqs: torch.Tensor) -> torch.Tensor:
-        """Run the cleaning module with the dynamic stop rule.
+        """Run the cleaning module with the dynamic stop rule, decided per clip.
+
+        Each clip ``k`` of the batch runs passes until the mean absolute residue of its own
+        pass (over its T frames) is below the threshold, or :data:`MAX_CLEANING_PASSES`
+        passes ran; a clip that stopped takes no further passes, so its result is the one it
+        gets alone.  While every clip is still running they share one batched call.
 
         Parameters
         ----------
@@ -105,16 +115,36 @@ class RealBasicVSRNet(nn.Module):
         x = lqs.reshape(n * t, c, h, w)
         thres = self.dynamic_refine_thres / 255.0
         budget = self.max_batch_pixels * 8
-        passes = 0
-        while passes < MAX_CLEANING_PASSES:
-            residues = in_slices(self.image_cleaning, x, max_pixels=budget)
-            x = x + residues
-            passes += 1
-            level = torch.mean(residues.abs(), dtype=torch.float32)
-            if level < thres:
-                break
-        self.last_cleaning_passes = passes
-        log.debug("cleaning stopped after %d pass(es), mean residue %.5f", passes, float(level))
+        passes = [0] * n
+        levels = [float("nan")] * n
+        active = list(range(n))
+        while active:
+            if len(active) == n:
+                xa = x
+            else:  # the clips still running, gathered (a copy)
+                xa = x.unflatten(0, (n, t))[active].flatten(0, 1)
+            residues = in_slices(self.image_cleaning, xa, max_pixels=budget)
+            xa = xa + residues
+            level = _mean_abs_per_clip(residues, len(active)).cpu()  # one device sync
+            stop = (level < thres).tolist()
+            if len(active) == n:
+                x = xa  # a new tensor: the caller's lqs is never written
+            else:
+                x.unflatten(0, (n, t))[active] = xa.unflatten(0, (len(active), t))
+            running = []
+            for k, value, done in zip(active, level.tolist(), stop, strict=True):
+                passes[k] += 1
+                levels[k] = value
+                if not done and passes[k] < MAX_CLEANING_PASSES:
+                    running.append(k)
+            active = running
+        self.last_cleaning_passes_per_clip = tuple(passes)
+        self.last_cleaning_passes = max(passes, default=0)
+        log.debug(
+            "cleaning stopped after %s pass(es), mean residue %s",
+            passes,
+            ", ".join(f"{v:.5f}" for v in levels),
+        )
         return x.view(n, t, c, h, w)
 
     def forward(self, lqs: torch.Tensor, *, step: NetworkStep | None = None) -> torch.Tensor:
@@ -154,3 +184,15 @@ class RealBasicVSRNet(nn.Module):
         if lqs.dtype != dtype and not torch.is_autocast_enabled(lqs.device.type):
             lqs = lqs.to(dtype)
         return self.basicvsr(self.clean(lqs), step=step)
+
+
+def _mean_abs_per_clip(residues: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean absolute value of each clip: (n * T, C, H, W) -> (n,) float32, same device.
+
+    Each clip's mean is the very reduction its residues would get alone (same shape and
+    strides), so a clip's stop decision does not depend on the rest of the batch.
+    """
+    if n == 1:
+        return torch.mean(residues.abs(), dtype=torch.float32).reshape(1)
+    clips = residues.unflatten(0, (n, -1))
+    return torch.stack([torch.mean(clip.abs(), dtype=torch.float32) for clip in clips])
