@@ -75,7 +75,9 @@ class RealBasicVSREnhancer(Enhancer):
     - ``torch.backends.cudnn.benchmark`` is switched on when the enhancer is made
       (process-wide, not restored): chunk shapes are fixed within a run, so cuDNN times its
       algorithms once per shape (the first chunk of each new shape, e.g. a shorter last
-      chunk or an edge tile, is slower) and keeps the fastest;
+      chunk or an edge tile, is slower) and keeps the fastest; with ``precision="fp32"``
+      TF32 convolutions and matrix products are switched off (process-wide too), so fp32 is
+      float32 arithmetic;
     - frames travel through page-locked buffers (:class:`~napari_vsr.models.transfer.CudaTransfer`):
       the input is stacked into a reused pinned buffer and copied on a side stream, the
       output comes back into pinned memory and the arrays returned are views of it (held by
@@ -111,6 +113,11 @@ class RealBasicVSREnhancer(Enhancer):
         if self.device.type == "cuda":
             # fixed shapes per run: let cuDNN pick the fastest algorithm per shape once
             torch.backends.cudnn.benchmark = True
+            if self.dtype == torch.float32:
+                # "fp32" means float32 arithmetic (the reference's), not TF32's 10-bit
+                # mantissa that PyTorch allows for convolutions by default
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
         self._weights = weights
         self._net = None
         self._load(progress, cancel)
