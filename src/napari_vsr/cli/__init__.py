@@ -100,12 +100,14 @@ def signals_as_interrupts() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     for handler in logging.getLogger().handlers:  # notes come back as the job's own warnings
-        handler.addFilter(lambda record: not getattr(record, NOTE_FLAG, False))
+        if handler not in before:  # only our own handler (never an embedding program's)
+            handler.addFilter(lambda record: not getattr(record, NOTE_FLAG, False))
     # the viewer keeps the default handling: Python signal handlers wait for the interpreter,
     # which Qt's event loop seldom gives back, so SIGTERM would no longer end it promptly
     guard = signals_as_interrupts if args.command not in GUI_COMMANDS else contextlib.nullcontext
