@@ -50,6 +50,7 @@ from napari_vsr.jobs.progress import (
     RateClock,
 )
 from napari_vsr.jobs.request import JobRequest, parse_scheduler
+from napari_vsr.jobs.saver import SegmentSaver
 from napari_vsr.jobs.segments import Segment, default_segment, plan_segments, whole_chunks
 from napari_vsr.jobs.source import (
     fingerprint,
@@ -672,50 +673,89 @@ def _run_here(source, enhancer, manifest, pending: list[Segment], job, sink, can
 
     The engine reports every finished frame (inside a chunk too); those records go to
     ``direct`` at once when given, else they are yielded with the frames.  Each frame also
-    goes to the live store or, through ``assembler``, to the file output.
+    goes to the live store or, through ``assembler``, to the file output, and to the job
+    folder: in a saver thread of its own (:class:`~napari_vsr.jobs.saver.SegmentSaver`), so
+    that the disk never holds up the engine or the encoder, or in this thread with ``serial``.
+    A segment counts as done (``SegmentDone``) once it is committed.
     """
-    pending_events: collections.deque[JobEvent] = collections.deque()  # the engine's thread
-    before = [done_frames]  # frames finished before the current segment
+    events: collections.deque[JobEvent] = collections.deque()  # filled by other threads
+    state = {"frames": done_frames, "segments": segs_done}
 
-    def on_progress(p: Progress) -> None:
-        record = clock.progress(before[0] + p.done, message=p.message,
-                                segments_done=segs_done, segments_total=segs_total)
+    def emit(record: Progress | None = None) -> None:
+        record = record or clock.progress(state["frames"], segments_done=state["segments"],
+                                          segments_total=segs_total)
         if direct is not None:
             direct(record)
         else:
-            pending_events.append(record)
+            events.append(record)
 
     def flush() -> Iterator[JobEvent]:
-        while pending_events:
-            yield pending_events.popleft()
+        while events:
+            yield events.popleft()
+
+    def on_commit(seg: Segment) -> None:  # in the saver's thread (or this one)
+        committed.add(seg.index)
+        state["segments"] += 1
+        events.append(SegmentDone(seg.index, seg.start, seg.stop, computed=True))
+        emit()
 
     def is_committed(seg: Segment) -> bool:
         return seg.index in committed
 
-    for seg in pending:
-        cancel.raise_if_cancelled()
-        streaming = False
-        if assembler is not None:
-            assembler.catch_up(is_committed, upto=seg.index, cancel=cancel)
-            streaming = assembler.begin(seg)
-        frames = iter_segment(source, enhancer, manifest, seg, job, progress=on_progress,
-                              cancel=cancel, serial=serial)
-        for index, frame in frames:
-            if sink is not None:
-                sink.put(index - start, frame[None])
+    out = manifest["output"]
+    saver = None
+    if job is not None and not serial:
+        saver = SegmentSaver(job, tuple(out["frame_shape"]), out["dtype"], on_commit,
+                             depth=int(manifest["engine"]["chunk"]))
+    before = done_frames  # frames finished before the current segment
+    try:
+        for seg in pending:
+            cancel.raise_if_cancelled()
+            streaming = False
+            if assembler is not None:
+                assembler.catch_up(is_committed, upto=seg.index, cancel=cancel)
+                streaming = assembler.begin(seg)
+
+            def on_progress(p: Progress, base=before) -> None:
+                state["frames"] = base + p.done
+                emit(clock.progress(base + p.done, message=p.message,
+                                    segments_done=state["segments"], segments_total=segs_total))
+
+            frames = iter_segment(source, enhancer, manifest, seg,
+                                  None if saver is not None else job, progress=on_progress,
+                                  cancel=cancel, serial=serial)
+            if saver is not None:
+                saver.begin(seg)
+            for index, frame in frames:
+                if sink is not None:
+                    sink.put(index - start, frame[None])
+                    yield from flush()
+                    yield FramesDone(index, index - start, 1)
+                if saver is not None:
+                    saver.put(frame)
+                if streaming:
+                    assembler.put(frame)
                 yield from flush()
-                yield FramesDone(index, index - start, 1)
+            if saver is not None:
+                saver.commit(seg)
+            elif job is not None:
+                on_commit(seg)  # iter_segment committed it
+            else:
+                committed.add(seg.index)
+                state["segments"] += 1
+                events.append(SegmentDone(seg.index, seg.start, seg.stop, computed=True))
             if streaming:
-                assembler.put(frame)
+                assembler.end(seg)
+            before += seg.length
+            state["frames"] = before
             yield from flush()
+        if saver is not None:
+            saver.close()  # every segment committed
+            saver = None
         yield from flush()
-        committed.add(seg.index)
-        if streaming:
-            assembler.end(seg)
-        segs_done += 1
-        before[0] += seg.length
-        yield SegmentDone(seg.index, seg.start, seg.stop, computed=True)
-        yield clock.progress(before[0], segments_done=segs_done, segments_total=segs_total)
+    finally:
+        if saver is not None:
+            saver.abort()
 
 
 def _relay_distributed(results, job: JobDir, sink, clock, done_frames, segs_done, segs_total,

@@ -305,7 +305,7 @@ class SegmentFile:
                 f"segment frame {self.written}: got shape {frame.shape}, expected "
                 f"{self._frame_shape} for {self._shape[0]} frames", path=self.final)
         try:
-            self._file.write(np.ascontiguousarray(frame, dtype=self._dtype).tobytes())
+            self._file.write(memoryview(np.ascontiguousarray(frame, dtype=self._dtype)))
         except OSError as exc:
             self.discard()
             raise translate_os_error(exc, self.final, self._doing) from exc
