@@ -12,9 +12,10 @@ container header, read with PyAV).  Nothing the CLI prints is parsed.
 
 (a) CPU rows (classic ``--method classic --preset seed``, 640x360 -> 2560x1440 .mp4):
 
-* ``e2e serial``      ``--serial``: decode, enhance, encode one after another in one thread
-                      (the baseline; "not available" until the flag exists)
-* ``e2e default``     the default (overlapped) pipeline
+* ``e2e default``     the default pipeline (overlapped stages; finished segments saved in the
+                      job folder, so an interrupted run resumes)
+* ``e2e --no-job``    overlapped, frames straight to the output (no segment files)
+* ``e2e --serial``    decode, enhance, encode one after another in one thread (the baseline)
 * ``decode alone``    every frame read through the reader (``open_source``), in chunks
 * ``enhance alone``   the classic enhancer through ``engine.enhance`` over the decoded frames
                       held in memory
@@ -27,13 +28,14 @@ and the ratio of the end-to-end rate to the slowest stage's (target >= 0.85).
 (b) GPU rows (when CUDA is available, or ``--rows gpu``): RealBasicVSR x4 (the golden
 checkpoint: random weights, the released compute), precision ``auto`` (fp16 on CUDA):
 
-* ``network only``    the network in fp16 channels_last on N=1 clips of T = chunk + 2 *
-                      overlap frames already on the device (``bench_network.py``'s
-                      measurement); also given per kept frame (x chunk / (chunk + 2 overlap)):
-                      the engine computes the overlap frames of every chunk too
+* ``network only``    the network in fp16 channels_last on N clips of T = chunk + 2 * overlap
+                      frames already on the device (``bench_network.py``'s measurement; N:
+                      ``--batch``, else the batch ``enhance alone`` resolved); also given per
+                      kept frame (x chunk / (chunk + 2 overlap)): the engine computes the
+                      overlap frames of every chunk too
 * ``decode alone`` (software, and NVDEC via ``open_source(..., hwaccel="cuda")`` once it
-  exists), ``enhance alone`` (engine, frames in memory, ``--batch`` passed on once
-  ``enhance(batch=)`` exists), ``encode alone`` (x264 and ``h264_nvenc``)
+  exists), ``enhance alone`` (engine, frames in memory, ``--batch`` passed on; the batch it
+  used is recorded), ``encode alone`` (x264 and ``h264_nvenc``)
 * ``official baseline`` what the official ``inference_realbasicvsr.py`` does, on our
                       ``RealBasicVSRNet``: every frame decoded with OpenCV into one float32
                       tensor, the whole sequence in one forward pass (or ``max_seq_len``
@@ -44,15 +46,18 @@ checkpoint: random weights, the released compute), precision ``auto`` (fp16 on C
                       start-up costs as the CLI rows.  Deviation: with windows, the outputs
                       are kept as a list instead of concatenated (``torch.cat`` would need
                       twice the host memory; this makes the baseline a little faster)
-* ``e2e x264``, ``e2e NVENC`` (``--codec h264_nvenc``), ``e2e NVDEC+NVENC`` (``--hwaccel cuda
-  --codec h264_nvenc``), ``e2e NVENC serial`` (``--serial``): the CLI
+* ``e2e NVENC --no-job`` (``--codec h264_nvenc --no-job``: the headline row), ``e2e NVENC``
+  (job folder), ``e2e NVDEC + NVENC --no-job`` (``--hwaccel cuda``), ``e2e x264 --no-job``,
+  ``e2e NVENC --serial --no-job``: the CLI (``--batch``, ``--encode-preset`` and
+  ``--extra-cli`` are passed on to every row)
 
 with each end-to-end row's ratio to the network-only rate and its speed-up over the baseline
 (wall time against wall time).  Targets: network >= 100 fps fp16 at 640x360, end-to-end NVENC
 >= 90 % of the network's rate, >= 5x the baseline.
 
-Flags the CLI does not have yet (``--serial``, ``--batch``, ``--hwaccel``, ``--encode-preset``)
-are looked up in its parser; rows that need a missing one are recorded as "not available".
+Flags the CLI may not have yet (``--serial``, ``--batch``, ``--no-job``, ``--hwaccel``,
+``--encode-preset``) are looked up in its parser; rows that need a missing one are recorded
+as "not available".
 ``--budget-s`` skips rows that would not fit (in priority order); the JSON is rewritten after
 every row.
 
@@ -70,6 +75,7 @@ import argparse
 import inspect
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -84,7 +90,7 @@ import numpy as np
 from benchlib import GOLDEN_CKPT, REPO, fmt, parse_size
 
 KEEP_OUTPUTS = 60  # x4 frames kept from "enhance alone" for "encode alone" (cycled)
-NEW_FLAGS = ("--serial", "--batch", "--hwaccel", "--encode-preset")
+NEW_FLAGS = ("--serial", "--batch", "--no-job", "--hwaccel", "--encode-preset")
 
 
 # --- the clip -----------------------------------------------------------------------------------
@@ -212,6 +218,8 @@ def run_timed(cmd: list[str], timeout: float, log: Path | None = None) -> dict:
         "wall_s": wall,
         "peak_rss_mib": peak_mib,
         "stderr_tail": lines[-3:] if lines else [],
+        # the CLI's own warning lines (e.g. NVENC/NVDEC not usable: software used), as printed
+        "warnings": [ln for ln in lines if "warning" in ln.lower()][:5],
     }
 
 
@@ -239,6 +247,8 @@ def run_cli(row: dict, clip: Path, n: int, extra: list[str], args) -> dict:
         row["status"] = f"failed (rc {full['rc']}): " + " | ".join(full["stderr_tail"])[-300:]
         out.unlink(missing_ok=True)
         return row
+    if full["warnings"]:
+        row["note"] = " | ".join(full["warnings"])[:300]
     row["frames_out"] = video_frames(out)
     row["bytes_out"] = out.stat().st_size
     out.unlink(missing_ok=True)
@@ -274,10 +284,16 @@ def stage_decode(clip: Path, *, hwaccel: str | None = None, chunk: int = 16):
     if kwargs and not _accepts(open_source, "hwaccel"):
         return None, {"status": "not available yet (open_source has no hwaccel=)"}
     t0 = time.perf_counter()
-    src = open_source(clip, **kwargs)
+    try:
+        src = open_source(clip, **kwargs)
+    except TypeError as exc:  # open_source passes it on to a reader that lacks it
+        if "hwaccel" not in str(exc):
+            raise
+        return None, {"status": "not available yet (the video reader has no hwaccel=)"}
     try:
         n = src.shape[0]
         blocks = [np.asarray(src[lo : min(lo + chunk, n)]) for lo in range(0, n, chunk)]
+        notes = [str(x) for x in getattr(src, "notes", None) or []]
     finally:
         src.close()
     seconds = time.perf_counter() - t0
@@ -286,7 +302,7 @@ def stage_decode(clip: Path, *, hwaccel: str | None = None, chunk: int = 16):
         "status": "ok",
         "seconds": seconds,
         "fps": n / seconds,
-        "note": f"open + {n} frames in slices of {chunk}",
+        "note": "; ".join([f"open + {n} frames in slices of {chunk}", *notes]),
     }
 
 
@@ -311,6 +327,18 @@ def stage_enhance(frames: np.ndarray, method, batch: int | None):
                 kwargs["batch"] = batch
             else:
                 note = "enhance(batch=) not available yet: run without; "
+        caps = enh.capabilities
+        used = batch
+        if used is None:  # what enhance(batch=None) picks (1 before batching existed)
+            try:
+                from napari_vsr.engine import resolve_batch
+            except ImportError:
+                used = 1
+            else:
+                used = resolve_batch(
+                    enh, frames.shape, caps.default_chunk, caps.default_overlap, 0, rgb=True
+                )
+        used = max(1, min(int(used), getattr(caps, "max_batch", 1)))
         gen = enhance(frames, enh, **kwargs)
         kept = []
         t0 = time.perf_counter()
@@ -319,7 +347,6 @@ def stage_enhance(frames: np.ndarray, method, batch: int | None):
                 kept.append(np.array(out, copy=True))
         seconds = time.perf_counter() - t0
         desc = enh.describe()
-        caps = enh.capabilities
     finally:
         enh.close()
     n = frames.shape[0]
@@ -330,6 +357,8 @@ def stage_enhance(frames: np.ndarray, method, batch: int | None):
             "seconds": seconds,
             "fps": n / seconds,
             "build_s": built,
+            "batch": used,
+            "max_batch": getattr(caps, "max_batch", 1),
             "enhancer": desc,
             "note": note + "enhancer built before the clock starts",
         },
@@ -379,8 +408,9 @@ def stage_encode(
     }
 
 
-def stage_network(args, size: tuple[int, int], chunk: int, overlap: int) -> dict:
-    """The network alone (bench_network's measurement) on T = chunk + 2 * overlap frames."""
+def stage_network(args, size: tuple[int, int], chunk: int, overlap: int, batch: int) -> dict:
+    """The network alone (bench_network's measurement) on ``batch`` clips of T = chunk + 2 *
+    overlap frames (``batch``: what the engine used in "enhance alone")."""
     import bench_network
 
     prec = "fp16" if args.device.startswith("cuda") else "fp32"
@@ -399,7 +429,7 @@ def stage_network(args, size: tuple[int, int], chunk: int, overlap: int) -> dict
             "--compile",
             "off",
             "--batches",
-            str(args.batch or 1),
+            str(batch),
             "--frames",
             str(t),
             "--weights",
@@ -415,7 +445,7 @@ def stage_network(args, size: tuple[int, int], chunk: int, overlap: int) -> dict
         "precision": prec,
         "channels_last": True,
         "compile": False,
-        "batch": args.batch or 1,
+        "batch": batch,
     }
     try:
         bench_network.run_row(row, models, frames, nargs)
@@ -587,6 +617,17 @@ def run_baseline(row: dict, clip: Path, n: int, args) -> dict:
 
 
 # --- the rows -----------------------------------------------------------------------------------
+def _cli(key: str, label: str, extra: list[str]) -> dict:
+    """An end-to-end row: the CLI with ``extra``; it needs every new flag among them."""
+    return {
+        "key": key,
+        "label": label,
+        "kind": "cli",
+        "extra": extra,
+        "needs": [f for f in extra if f in NEW_FLAGS],
+    }
+
+
 def cpu_rows() -> list[dict]:
     """(a), in the order they are run."""
     return [
@@ -602,20 +643,9 @@ def cpu_rows() -> list[dict]:
             "kind": "encode",
             "codec": None,
         },
-        {
-            "key": "a_e2e",
-            "label": "e2e classic, default (overlapped)",
-            "kind": "cli",
-            "extra": [],
-            "needs": [],
-        },
-        {
-            "key": "a_e2e_serial",
-            "label": "e2e classic, --serial (baseline)",
-            "kind": "cli",
-            "extra": ["--serial"],
-            "needs": ["--serial"],
-        },
+        _cli("a_e2e", "e2e classic, default (overlapped, job folder)", []),
+        _cli("a_e2e_nojob", "e2e classic, --no-job (overlapped, no segment files)", ["--no-job"]),
+        _cli("a_e2e_serial", "e2e classic, --serial (the one-thread baseline)", ["--serial"]),
     ]
 
 
@@ -634,28 +664,21 @@ def gpu_rows() -> list[dict]:
             "label": "network only (channels_last, T = chunk + 2 overlap)",
             "kind": "network",
         },
-        {"key": "b_e2e_nvenc", "label": "e2e NVENC", "kind": "cli", "extra": nvenc, "needs": []},
+        _cli("b_e2e_nvenc_nojob", "e2e NVENC, --no-job", [*nvenc, "--no-job"]),
         {"key": "b_baseline", "label": "official-script baseline (fp32)", "kind": "baseline"},
-        {
-            "key": "b_e2e_nvdec_nvenc",
-            "label": "e2e NVDEC + NVENC",
-            "kind": "cli",
-            "extra": ["--hwaccel", "cuda", *nvenc],
-            "needs": ["--hwaccel"],
-        },
-        {
-            "key": "b_e2e_x264",
-            "label": "e2e x264 (software)",
-            "kind": "cli",
-            "extra": [],
-            "needs": [],
-        },
         {
             "key": "b_encode_nvenc",
             "label": "encode alone (h264_nvenc)",
             "kind": "encode",
             "codec": "h264_nvenc",
         },
+        _cli("b_e2e_x264_nojob", "e2e x264 (software), --no-job", ["--no-job"]),
+        _cli("b_e2e_nvenc", "e2e NVENC (job folder)", nvenc),
+        _cli(
+            "b_e2e_nvdec_nvenc_nojob",
+            "e2e NVDEC + NVENC, --no-job",
+            ["--hwaccel", "cuda", *nvenc, "--no-job"],
+        ),
         {"key": "b_encode_x264", "label": "encode alone (x264)", "kind": "encode", "codec": None},
         {
             "key": "b_decode_nvdec",
@@ -663,13 +686,11 @@ def gpu_rows() -> list[dict]:
             "kind": "decode",
             "hwaccel": "cuda",
         },
-        {
-            "key": "b_e2e_nvenc_serial",
-            "label": "e2e NVENC, --serial",
-            "kind": "cli",
-            "extra": ["--serial", *nvenc],
-            "needs": ["--serial"],
-        },
+        _cli(
+            "b_e2e_nvenc_serial_nojob",
+            "e2e NVENC, --serial --no-job",
+            ["--serial", *nvenc, "--no-job"],
+        ),
     ]
 
 
@@ -693,12 +714,47 @@ def cli_extra(group: str, args, flags: set[str]) -> tuple[list[str], list[str]]:
                 extra += ["--batch", str(args.batch)]
             else:
                 notes.append("--batch not available yet: default batching")
+    extra += args.extra_cli
     if args.encode_preset is not None:
         if "--encode-preset" in flags:
             extra += ["--encode-preset", args.encode_preset]
         else:
             notes.append("--encode-preset not available yet: default preset")
     return extra, notes
+
+
+def keep_best(old: dict | None, new: dict) -> dict:
+    """The faster of two runs of a row (by its steady rate when both have one, else by wall
+    rate); every run's rates and loads are kept in ``runs``."""
+    if old is None:
+        return {**new, "runs": [_run_record(new)]}
+    if not new.get("status", "").startswith("ok"):
+        return {**old, "runs": old["runs"] + [_run_record(new)]}
+
+    def rate(r):
+        return r.get("steady_fps") or r.get("fps") or 0.0
+
+    best = new if rate(new) > rate(old) else old
+    return {**best, "runs": old["runs"] + [_run_record(new)]}
+
+
+def _run_record(row: dict) -> dict:
+    return {
+        k: row.get(k) for k in ("fps", "steady_fps", "wall_s", "seconds", "load_1min", "status")
+    }
+
+
+def _free_device() -> None:
+    """Give this process's cached device memory back, so that the CLI subprocesses find the
+    GPU as free as a user's run would (their automatic batch depends on it)."""
+    import gc
+
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def measure(row: dict, state: dict, args) -> None:
@@ -719,6 +775,7 @@ def measure(row: dict, state: dict, args) -> None:
         row.update(fields)
         state[f"kept_{group}"] = kept
         state["chunk"], state["overlap"] = caps.default_chunk, caps.default_overlap
+        state["batch"] = fields["batch"]
         desc = fields["enhancer"]
         said = [str(desc[k]) for k in ("method", "precision", "device") if desc.get(k)]
         row["note"] += "; " + " ".join(said)
@@ -739,8 +796,10 @@ def measure(row: dict, state: dict, args) -> None:
         )
     elif kind == "network":
         chunk, overlap = state.get("chunk", 20), state.get("overlap", 4)
-        row.update(stage_network(args, state["size"], chunk, overlap))
+        batch = args.batch or state.get("batch", 1)
+        row.update(stage_network(args, state["size"], chunk, overlap, batch))
     elif kind == "baseline":
+        _free_device()
         run_baseline(row, clip, n, args)
     elif kind == "cli":
         missing = [f for f in row["needs"] if f not in state["flags"]]
@@ -748,9 +807,10 @@ def measure(row: dict, state: dict, args) -> None:
             row["status"] = f"not available yet (no {' '.join(missing)} flag)"
             return
         extra, notes = cli_extra(group, args, state["flags"])
+        _free_device()
         run_cli(row, clip, n, extra + row["extra"], args)
         if notes:
-            row["note"] = "; ".join(notes)
+            row["note"] = "; ".join([*notes, *([row["note"]] if row.get("note") else [])])
 
 
 def summarise(rows: dict, group: str) -> dict:
@@ -769,7 +829,7 @@ def summarise(rows: dict, group: str) -> dict:
         if all(stages):
             slow = min(stages, key=lambda r: r["fps"])
             out["slowest_stage"] = {"row": slow["key"], "fps": slow["fps"]}
-            for key in ("a_e2e", "a_e2e_serial"):
+            for key in [k for k in rows if k.startswith("a_e2e")]:
                 r = ok(key)
                 if r:
                     out[f"{key}_over_slowest"] = rate(r) / slow["fps"]
@@ -780,7 +840,7 @@ def summarise(rows: dict, group: str) -> dict:
     if all(stages):
         slow = min(stages, key=lambda r: r["fps"])
         out["slowest_stage_nvenc"] = {"row": slow["key"], "fps": slow["fps"]}
-    for key in ("b_e2e_x264", "b_e2e_nvenc", "b_e2e_nvdec_nvenc", "b_e2e_nvenc_serial"):
+    for key in [k for k in rows if k.startswith("b_e2e")]:
         r = ok(key)
         if not r:
             continue
@@ -803,17 +863,23 @@ def print_tables(doc: dict) -> None:
             f"\n{title}: {clip['frames']} frames {clip['size'][0]}x{clip['size'][1]} "
             f"-> x4, {clip['fps']} fps clip"
         )
-        print("| row | wall s | fps | steady fps | peak RSS MiB | status / note |")
-        print("| --- | ---: | ---: | ---: | ---: | --- |")
+        print(
+            "| row | wall s | fps | steady fps | peak RSS MiB | runs: fps (load) | status / note |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
         for r in mine:
             wall = r.get("wall_s", r.get("seconds"))
             note = r.get("status", "")
             if r.get("note"):
                 note += f"; {r['note']}"
+            runs = ", ".join(
+                f"{fmt(u.get('steady_fps') or u.get('fps'), '.2f')} ({fmt(u.get('load_1min'))})"
+                for u in r.get("runs", [])
+            )
             print(
                 f"| {r['label']} | {fmt(wall, '.2f')} | {fmt(r.get('fps'), '.2f')} | "
                 f"{fmt(r.get('steady_fps'), '.2f')} | {fmt(r.get('peak_rss_mib'), '.0f')} | "
-                f"{note} |"
+                f"{runs} | {note} |"
             )
         s = doc["summary"].get(group, {})
         for k, v in s.items():
@@ -876,6 +942,22 @@ def parse_args(argv=None):
         default=1800.0,
         help="seconds one subprocess may run (default 1800)",
     )
+    ap.add_argument(
+        "--extra-cli",
+        default="",
+        help='more options for every CLI row, one string (e.g. "--chunk 32 --overlap 4")',
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated row keys to run (e.g. b_decode,b_e2e_nvenc_nojob); see the JSON",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="interleaved rounds over the rows; the fastest run of each row is kept (default 1)",
+    )
     ap.add_argument("--weights", type=Path, default=GOLDEN_CKPT)
     ap.add_argument(
         "--samples",
@@ -905,6 +987,8 @@ def parse_args(argv=None):
     if args.seconds is None:
         args.seconds = 60.0 if cuda else 4.0
     args.clip_size = parse_size(args.clip_size)
+    args.extra_cli = shlex.split(args.extra_cli)
+    args.only = set(args.only.split(",")) if args.only else None
     args.samples = args.samples or benchlib.default_samples()
     return args
 
@@ -957,28 +1041,41 @@ def main(argv=None) -> int:
         todo = (cpu_rows() if "cpu" in args.rows else []) + (
             gpu_rows() if "gpu" in args.rows else []
         )
-        for row in todo:
-            left = (
-                None if args.budget_s is None else args.budget_s - (time.perf_counter() - t_start)
-            )
-            if left is not None and left <= 0:
-                row["status"] = "skipped: time budget spent"
-            else:
-                t0 = time.perf_counter()
-                try:
-                    measure(row, state, args)
-                except Exception as exc:  # noqa: BLE001 - a failed row is a result
-                    row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                row["row_s"] = time.perf_counter() - t0
-            doc["rows"][row["key"]] = row
-            print(
-                f"  {row['label']}: {fmt(row.get('fps'), '.2f')} fps "
-                f"(steady {fmt(row.get('steady_fps'), '.2f')}) {row.get('status')}",
-                flush=True,
-            )
-            doc["summary"] = {g: summarise(doc["rows"], g) for g in ("a", "b")}
-            doc["elapsed_s"] = time.perf_counter() - t_start
-            benchlib.write_json(args.out, doc)
+        if args.only:
+            todo = [r for r in todo if r["key"] in args.only]
+        for rnd in range(args.repeats):
+            for template in todo:
+                old = doc["rows"].get(template["key"])
+                if old is not None and not old.get("status", "").startswith("ok"):
+                    continue  # not available, failed or skipped: not tried again
+                left = (
+                    None
+                    if args.budget_s is None
+                    else args.budget_s - (time.perf_counter() - t_start)
+                )
+                row = dict(template)
+                row["load_1min"] = round(os.getloadavg()[0], 2)
+                if left is not None and left <= 0:
+                    row["status"] = "skipped: time budget spent"
+                else:
+                    t0 = time.perf_counter()
+                    try:
+                        measure(row, state, args)
+                    except Exception as exc:  # noqa: BLE001 - a failed row is a result
+                        row["status"] = (
+                            f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                        )
+                    row["row_s"] = time.perf_counter() - t0
+                doc["rows"][row["key"]] = keep_best(old, row)
+                print(
+                    f"  round {rnd + 1} {row['label']}: {fmt(row.get('fps'), '.2f')} fps "
+                    f"(steady {fmt(row.get('steady_fps'), '.2f')}, load "
+                    f"{row['load_1min']}) {row.get('status')}",
+                    flush=True,
+                )
+                doc["summary"] = {g: summarise(doc["rows"], g) for g in ("a", "b")}
+                doc["elapsed_s"] = time.perf_counter() - t_start
+                benchlib.write_json(args.out, doc)
     finally:
         if own_workdir and not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)

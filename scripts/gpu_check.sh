@@ -19,7 +19,8 @@
 #                 quick network grid and the pipeline's CPU rows on a short clip
 #   --skip-tests / --skip-network / --skip-pipeline
 # Environment: OUT (default /tmp/gpu_check), PYTHON (default python3), GPU_CHECK_BUDGET_S
-# (480), GPU_CHECK_CLIP_SECONDS (15), NETWORK_ARGS / PIPELINE_ARGS (appended to the
+# (480), GPU_CHECK_CLIP_SECONDS (20), GPU_CHECK_TESTS_S (100), GPU_CHECK_NETWORK_S (150),
+# GPU_CHECK_PIPELINE_S (400), NETWORK_ARGS / PIPELINE_ARGS (appended to the
 # benchmarks' arguments), GPU_PAYLOAD (default .gpu/payload.tar.xz).
 set -u -o pipefail
 
@@ -28,7 +29,7 @@ cd "$REPO"
 OUT=${OUT:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_BUDGET_S:-480}
-CLIP_SECONDS=${GPU_CHECK_CLIP_SECONDS:-15}
+CLIP_SECONDS=${GPU_CHECK_CLIP_SECONDS:-20}
 PAYLOAD=${GPU_PAYLOAD:-$REPO/.gpu/payload.tar.xz}
 NO_GPU=0
 RUN_TESTS=1
@@ -40,7 +41,7 @@ for arg in "$@"; do
         --skip-tests) RUN_TESTS=0 ;;
         --skip-network) RUN_NETWORK=0 ;;
         --skip-pipeline) RUN_PIPELINE=0 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "gpu_check.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -176,7 +177,7 @@ if [ "$RUN_TESTS" = 1 ]; then
     echo "test files: ${TEST_FILES[*]:-none}"
     if [ "${#TEST_FILES[@]}" -eq 0 ]; then RESULTS+=("tests: no test file mentions CUDA"); fi
     # -m gpu, then tests named after CUDA/NVENC/NVDEC that lack the mark; exit 5 = none selected
-    [ "${#TEST_FILES[@]}" -gt 0 ] && step tests 120 bash -c '
+    [ "${#TEST_FILES[@]}" -gt 0 ] && step tests "${GPU_CHECK_TESTS_S:-100}" bash -c '
         "$0" -m pytest -q -p no:cacheprovider -W ignore -rs -m gpu "$@"; a=$?
         echo "== tests named cuda/nvenc/nvdec/hwaccel without the gpu mark"
         "$0" -m pytest -q -p no:cacheprovider -W ignore -rs -m "not gpu" -k "cuda or nvenc or nvdec or hwaccel" "$@"; b=$?
@@ -190,7 +191,7 @@ if [ "$RUN_NETWORK" = 1 ]; then
         net_args=(--quick --batches 1 --frames 2)
         cap=300
     else
-        cap=${GPU_CHECK_NETWORK_S:-170}
+        cap=${GPU_CHECK_NETWORK_S:-150}
         net_args=(--count-flops)
     fi
     avail=$(( $(left) - RESERVE ))
