@@ -210,6 +210,8 @@ def run_row(row: dict, models: Models, frames_by_size: dict, args) -> dict:
     if device.type == "cuda":
         row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         row["peak_kind"] = "cuda max_memory_allocated"
+        # the enhancer switches TF32 off process-wide for fp32: recorded, not assumed
+        row["tf32_cudnn"] = getattr(torch.backends.cudnn, "allow_tf32", None)
     else:
         row["peak_mib"] = rss.mib
         row["peak_kind"] = "process RSS above the level before the warm-up"

@@ -15,7 +15,8 @@ container header, read with PyAV).  Nothing the CLI prints is parsed.
 * ``e2e default``     the default pipeline (overlapped stages; finished segments saved in the
                       job folder, so an interrupted run resumes)
 * ``e2e --no-job``    overlapped, frames straight to the output (no segment files)
-* ``e2e --serial``    decode, enhance, encode one after another in one thread (the baseline)
+* ``e2e --serial``    decode, enhance, encode one after another in one thread (the baseline),
+                      with the job folder and with ``--no-job``
 * ``decode alone``    every frame read through the reader (``open_source``), in chunks
 * ``enhance alone``   the classic enhancer through ``engine.enhance`` over the decoded frames
                       held in memory
@@ -43,9 +44,12 @@ checkpoint: random weights, the released compute), precision ``auto`` (fp16 on C
                       so), fp32, contiguous, N=1, every output kept in host memory, then
                       written with OpenCV's ``mp4v`` writer (PyAV's ``mpeg4`` if OpenCV cannot
                       open it); run in its own process, so its wall time includes the same
-                      start-up costs as the CLI rows.  Deviation: with windows, the outputs
-                      are kept as a list instead of concatenated (``torch.cat`` would need
-                      twice the host memory; this makes the baseline a little faster)
+                      start-up costs as the CLI rows.  torch's defaults as the script has
+                      them: cuDNN may run its fp32 convolutions in TF32 (recorded; our
+                      enhancer switches TF32 off for fp32), which makes the baseline faster,
+                      not slower.  Deviation: with windows, the outputs are kept as a list
+                      instead of concatenated (``torch.cat`` would need twice the host
+                      memory; this makes the baseline a little faster)
 * ``e2e NVENC --no-job`` (``--codec h264_nvenc --no-job``: the headline row), ``e2e NVENC``
   (job folder), ``e2e NVDEC + NVENC --no-job`` (``--hwaccel cuda``), ``e2e x264 --no-job``,
   ``e2e NVENC --serial --no-job``: the CLI (``--batch``, ``--encode-preset`` and
@@ -136,6 +140,16 @@ def video_frames(path: Path) -> int | None:
             return sum(1 for p in container.demux(stream) if p.size)
     except (av.error.FFmpegError, IndexError, OSError):
         return None
+
+
+def written_by_x264(path: Path) -> bool:
+    """Whether libx264 encoded the file (its SEI names itself: "x264 - core ..."), so that a
+    row asking for NVENC can tell a software fallback from the real thing."""
+    try:
+        with open(path, "rb") as fh:
+            return b"x264 - core" in fh.read(4 << 20)
+    except OSError:
+        return False
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -251,6 +265,7 @@ def run_cli(row: dict, clip: Path, n: int, extra: list[str], args) -> dict:
         row["note"] = " | ".join(full["warnings"])[:300]
     row["frames_out"] = video_frames(out)
     row["bytes_out"] = out.stat().st_size
+    row["x264_stream"] = written_by_x264(out)
     out.unlink(missing_ok=True)
     row["fps"] = n / full["wall_s"]
     row["status"] = (
@@ -258,6 +273,14 @@ def run_cli(row: dict, clip: Path, n: int, extra: list[str], args) -> dict:
         if row["frames_out"] == n
         else (f"ok, but {row['frames_out']} frames written, {n} expected")
     )
+    said = " ".join(full["warnings"]).lower()
+    fallbacks = []
+    if "h264_nvenc" in extra and row["x264_stream"]:
+        fallbacks.append("encoded by libx264, not NVENC")
+    if "--hwaccel" in extra and "decoding in software" in said:
+        fallbacks.append("decoded in software")
+    if fallbacks:
+        row["status"] = f"fallback: {'; '.join(fallbacks)} (see the note)"
     k = min(args.fixed_frames, n // 4)
     if args.fixed_cost and k >= 1:
         part = run_timed(
@@ -294,14 +317,19 @@ def stage_decode(clip: Path, *, hwaccel: str | None = None, chunk: int = 16):
         n = src.shape[0]
         blocks = [np.asarray(src[lo : min(lo + chunk, n)]) for lo in range(0, n, chunk)]
         notes = [str(x) for x in getattr(src, "notes", None) or []]
+        used = getattr(src, "hwaccel", None)  # "cuda" while NVDEC decodes, else None
     finally:
         src.close()
     seconds = time.perf_counter() - t0
     frames = np.concatenate(blocks)
+    status = "ok"
+    if hwaccel is not None and used is None:
+        status = "fallback: decoded in software"
     return frames, {
-        "status": "ok",
+        "status": status,
         "seconds": seconds,
         "fps": n / seconds,
+        "hwaccel_used": used,
         "note": "; ".join([f"open + {n} frames in slices of {chunk}", *notes]),
     }
 
@@ -392,19 +420,28 @@ def stage_encode(
         with open_writer(out, fps=fps, overwrite=True, video=VideoOptions(**opts)) as writer:
             for i in range(n):
                 writer.write(kept[i % len(kept)])
+            encoder = getattr(writer, "encoder", None)
+            notes = [str(x) for x in getattr(writer, "notes", None) or []]
     except Exception as exc:  # noqa: BLE001 - an encoder that does not open is a result
         out.unlink(missing_ok=True)
         return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     seconds = time.perf_counter() - t0
     frames_out = video_frames(out)
     size = out.stat().st_size
+    x264 = written_by_x264(out)
     out.unlink(missing_ok=True)
+    status = "ok" if frames_out == n else f"ok, but {frames_out} frames written"
+    if codec and "nvenc" in codec and (x264 or (encoder and "nvenc" not in encoder)):
+        status = f"fallback: encoded by {encoder or 'libx264'}, not {codec}"
     return {
-        "status": "ok" if frames_out == n else f"ok, but {frames_out} frames written",
+        "status": status,
         "seconds": seconds,
         "fps": n / seconds,
         "bytes_out": size,
-        "note": note + f"{len(kept)} distinct x4 frames cycled; includes flush and mux",
+        "encoder": encoder,
+        "note": "; ".join(
+            [note + f"{len(kept)} distinct x4 frames cycled; includes flush and mux", *notes]
+        ),
     }
 
 
@@ -575,6 +612,8 @@ def baseline_worker(args) -> int:
         "oom_retries": oom_retries,
         "writer": used,
         "peak_device_mib": peak,
+        # torch's defaults, as the official script runs: cuDNN may use TF32 for fp32 convolutions
+        "tf32_cudnn": getattr(torch.backends.cudnn, "allow_tf32", None),
         "device": str(device),
         **times,
     }
@@ -645,7 +684,12 @@ def cpu_rows() -> list[dict]:
         },
         _cli("a_e2e", "e2e classic, default (overlapped, job folder)", []),
         _cli("a_e2e_nojob", "e2e classic, --no-job (overlapped, no segment files)", ["--no-job"]),
-        _cli("a_e2e_serial", "e2e classic, --serial (the one-thread baseline)", ["--serial"]),
+        _cli("a_e2e_serial", "e2e classic, --serial (one thread, job folder)", ["--serial"]),
+        _cli(
+            "a_e2e_serial_nojob",
+            "e2e classic, --serial --no-job (one thread, no segment files)",
+            ["--serial", "--no-job"],
+        ),
     ]
 
 
