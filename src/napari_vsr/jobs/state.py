@@ -270,12 +270,34 @@ class JobDir:
         return np.load(self.segment_path(segment.index), mmap_mode="r")
 
 
+#: O_DIRECT block alignment (offsets, sizes and buffer addresses); 4096 suits every disk
+_ALIGN = 4096
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype, size: int) -> bytes:
+    """A .npy (version 1.0) header padded to ``size`` bytes (``np.load`` reads any length)."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    fixed = len(np.lib.format.MAGIC_PREFIX) + 2 + 2  # magic, version, header length
+    body = text.ljust(size - fixed - 1) + "\n"
+    return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + len(body).to_bytes(2, "little") + \
+        body.encode("latin1")
+
+
 class SegmentFile:
     """Frames of one segment written in order into a ``.npy`` temporary, then committed.
 
     ``write(frame)`` appends the next frame (plain writes, not a memory map: a full disk is an
     ``OSError`` here, never a SIGBUS); :meth:`commit` checks the count, fsyncs and renames it to
     the segment's name; :meth:`discard` (or leaving a ``with`` block by an exception) removes it.
+
+    Where the filesystem allows it the file is written with ``O_DIRECT`` from a page-aligned
+    buffer, in whole 4 KiB blocks (the header is padded to one block, the last partial block is
+    padded and the file truncated to its size): x4 frames go to the disk without passing
+    through the page cache, which costs the kernel ~30 ms of CPU per 11 MB frame otherwise
+    (``dd`` here: 3.2 s of system time for 1.1 GB buffered and fsynced, 0.1 s direct) and on a
+    busy machine takes that time from the encoder.  Elsewhere (tmpfs, some network
+    filesystems) it falls back to buffered writes; the file is the same.
     """
 
     def __init__(self, job: JobDir, segment, frame_shape: tuple[int, ...], dtype):
@@ -287,15 +309,69 @@ class SegmentFile:
         self._dtype = np.dtype(dtype)
         self.written = 0
         self._file = None
+        self._fd: int | None = None  # the O_DIRECT descriptor, when direct writes work here
+        self._buffer = None
+        self._held = 0  # bytes in the buffer not yet written (always < one block after a write)
+        self._size = 0  # bytes of the file's content so far
         self._doing = f"writing segment {segment.index} of the job"
         try:
-            self._file = open(self.tmp, "wb")
-            header = {"descr": np.lib.format.dtype_to_descr(self._dtype),
-                      "fortran_order": False, "shape": self._shape}
-            np.lib.format.write_array_header_1_0(self._file, header)
+            if not self._open_direct():
+                self._file = open(self.tmp, "wb")
+                header = {"descr": np.lib.format.dtype_to_descr(self._dtype),
+                          "fortran_order": False, "shape": self._shape}
+                np.lib.format.write_array_header_1_0(self._file, header)
         except OSError as exc:
             self.discard()
             raise translate_os_error(exc, self.final, self._doing) from exc
+
+    def _open_direct(self) -> bool:
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct:
+            return False
+        import mmap
+
+        frame_bytes = int(np.prod(self._frame_shape, dtype=np.int64)) * self._dtype.itemsize
+        try:
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | direct, 0o644)
+        except OSError:
+            return False  # e.g. EINVAL on tmpfs: buffered writes
+        self._fd = fd
+        self._buffer = mmap.mmap(-1, frame_bytes + 2 * _ALIGN)  # page-aligned
+        header = _npy_header(self._shape, self._dtype, _ALIGN)
+        self._buffer[:_ALIGN] = header
+        self._held = _ALIGN
+        try:
+            self._flush_blocks()
+        except OSError:  # the filesystem takes O_DIRECT opens but not the writes
+            self._close_direct()
+            self.tmp.unlink(missing_ok=True)
+            return False
+        self._size = _ALIGN
+        return True
+
+    def _flush_blocks(self) -> None:
+        """Write the whole blocks held in the buffer; keep the remainder at its start."""
+        whole = self._held - self._held % _ALIGN
+        view = memoryview(self._buffer)
+        done = 0
+        while done < whole:
+            done += os.write(self._fd, view[done:whole])
+        rest = self._held - whole
+        if rest:
+            self._buffer.move(0, whole, rest)
+        self._held = rest
+        view.release()
+
+    def _close_direct(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
     def write(self, frame: np.ndarray) -> None:
         """Append the next frame (the segment's frame shape, converted to its dtype)."""
@@ -305,7 +381,14 @@ class SegmentFile:
                 f"segment frame {self.written}: got shape {frame.shape}, expected "
                 f"{self._frame_shape} for {self._shape[0]} frames", path=self.final)
         try:
-            self._file.write(memoryview(np.ascontiguousarray(frame, dtype=self._dtype)))
+            data = memoryview(np.ascontiguousarray(frame, dtype=self._dtype)).cast("B")
+            if self._fd is not None:
+                self._buffer[self._held:self._held + len(data)] = data
+                self._held += len(data)
+                self._size += len(data)
+                self._flush_blocks()
+            else:
+                self._file.write(data)
         except OSError as exc:
             self.discard()
             raise translate_os_error(exc, self.final, self._doing) from exc
@@ -317,10 +400,20 @@ class SegmentFile:
             raise WriteError(f"segment incomplete: {self.written} of {self._shape[0]} frames",
                              path=self.final)
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+            if self._fd is not None:
+                if self._held:  # the last partial block, padded; then cut to the real size
+                    pad = -self._held % _ALIGN
+                    self._buffer[self._held:self._held + pad] = bytes(pad)
+                    self._held += pad
+                    self._flush_blocks()
+                os.ftruncate(self._fd, self._size)
+                os.fsync(self._fd)
+                self._close_direct()
+            else:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
             os.replace(self.tmp, self.final)
         except OSError as exc:
             self.discard()
@@ -329,6 +422,7 @@ class SegmentFile:
         return self.final
 
     def discard(self) -> None:
+        self._close_direct()
         if self._file is not None:
             try:
                 self._file.close()
