@@ -352,15 +352,15 @@ class SegmentFile:
     def _flush_blocks(self) -> None:
         """Write the whole blocks held in the buffer; keep the remainder at its start."""
         whole = self._held - self._held % _ALIGN
-        view = memoryview(self._buffer)
         done = 0
-        while done < whole:
-            done += os.write(self._fd, view[done:whole])
+        with memoryview(self._buffer) as view:  # released also when a write fails
+            while done < whole:
+                with view[done:whole] as part:
+                    done += os.write(self._fd, part)
         rest = self._held - whole
         if rest:
             self._buffer.move(0, whole, rest)
         self._held = rest
-        view.release()
 
     def _close_direct(self) -> None:
         if self._fd is not None:
@@ -370,7 +370,10 @@ class SegmentFile:
                 pass
             self._fd = None
         if self._buffer is not None:
-            self._buffer.close()
+            try:
+                self._buffer.close()
+            except BufferError:  # pragma: no cover - a view still held; freed with it
+                pass
             self._buffer = None
 
     def write(self, frame: np.ndarray) -> None:
