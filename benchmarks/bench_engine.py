@@ -34,13 +34,12 @@ import datetime as dt
 import json
 import os
 import platform
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
+from benchlib import PeakRSS
 
 from napari_vsr.engine import enhance
 from napari_vsr.enhancers import make_enhancer
@@ -52,35 +51,6 @@ REPO = HERE.parent
 SHARED = Path(os.environ.get("NAPARI_VSR_SHARED", REPO.parent / "shared"))
 GOLDEN_CKPT = SHARED / "golden" / "realbasicvsr" / "realbasicvsr_random_mmedit_layout.pth"
 SAMPLES = SHARED / "samples" / "demo_000"
-
-
-class PeakRSS:
-    """Highest resident set size of this process while the block runs (sampled every 5 ms)."""
-
-    def __init__(self):
-        self.proc = psutil.Process()
-        self._stop = threading.Event()
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(0.005)
-
-    def __enter__(self):
-        self.start = self.proc.memory_info().rss
-        self.peak = self.start
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 class Cropped:

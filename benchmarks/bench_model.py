@@ -21,14 +21,13 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
 import torch
+from benchlib import PeakRSS
 
 from napari_vsr.models import RealBasicVSRNet, load_realbasicvsr
 from napari_vsr.models.fused import fuse_convolutions
@@ -37,32 +36,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = Path(os.environ.get("NAPARI_VSR_SHARED", REPO.parent / "shared"))
 GOLDEN_CKPT = SHARED / "golden" / "realbasicvsr" / "realbasicvsr_random_mmedit_layout.pth"
-
-
-class PeakRSS:
-    """Highest resident set size of this process while the block runs (sampled every 5 ms)."""
-
-    def __init__(self):
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(0.005)
-
-    def __enter__(self):
-        self.start = self.proc.memory_info().rss
-        self.peak = self.start
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def load_clip(frames: int, size: tuple[int, int] | None) -> torch.Tensor:
