@@ -144,6 +144,29 @@ class SegmentTaskError(VsrError, RuntimeError):
     worker's error (kept as ``__cause__``)."""
 
 
+# --- wording per front end -------------------------------------------------------------------
+#: the napari wording of what-to-do phrases that messages spell for the command line
+_NAPARI_WORDING: dict[str, str] = {}
+
+
+def hint(cli: str, napari: str) -> str:
+    """Declare how a what-to-do phrase written for the command line reads in napari.
+
+    Messages are built with the returned CLI phrase (the CLI prints them as they are); the
+    widgets show :func:`napari_wording` of the message, with every declared phrase replaced.
+    """
+    _NAPARI_WORDING[cli] = napari
+    return cli
+
+
+def napari_wording(text: str) -> str:
+    """``text`` with the command-line phrases declared by :func:`hint` in napari's words."""
+    for cli in sorted(_NAPARI_WORDING, key=len, reverse=True):
+        if cli in text:
+            text = text.replace(cli, _NAPARI_WORDING[cli])
+    return text
+
+
 #: attribute set (``extra={NOTE_FLAG: True}``) on a warning log record whose text is also kept
 #: in the object's ``notes`` (a reader's or writer's); the job runner yields those notes as
 #: warnings, so the command line drops the flagged records instead of printing them twice

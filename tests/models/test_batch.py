@@ -148,7 +148,8 @@ def test_steps_fire_once_per_time_step_for_the_whole_batch(golden_ema, golden_in
     calls: list[tuple[str, int]] = []
     with torch.inference_mode():
         net(torch.cat(list(clips.values())), step=lambda phase, i: calls.append((phase, i)))
-    assert calls == [("backward", i) for i in (2, 1, 0)] + [("output", i) for i in range(3)]
+    assert calls == ([("backward", i) for i in (2, 1, 0)] + [("forward", i) for i in range(3)]
+                     + [("output", i) for i in range(3)])
 
 
 # --- CUDA ---------------------------------------------------------------------------------

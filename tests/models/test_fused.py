@@ -140,4 +140,4 @@ def test_enhancer_uses_the_fused_path_on_cpu_fp32(golden_dir):
     calls = []
     stepped = enh.enhance(frames, step=calls.append)
     np.testing.assert_array_equal(stepped, enh.enhance(frames))
-    assert calls == [None, None, None, 0, 1, 2]
+    assert calls == [None, None, None, None, None, None, 0, 1, 2]  # backward, forward, output

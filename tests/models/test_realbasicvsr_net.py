@@ -208,7 +208,10 @@ def test_step_callback_does_not_change_the_output(net, small_clip):
         plain = net(clip)
         stepped = net(clip, step=lambda phase, i: calls.append((phase, i)))
     assert torch.equal(plain, stepped)
-    assert calls == [("backward", i) for i in range(5, -1, -1)] + [("output", i) for i in range(6)]
+    forward = [c for c in calls if c[0] != "backward"]
+    assert calls[:6] == [("backward", i) for i in range(5, -1, -1)]
+    # one upsampling batch: every forward step, then every output frame
+    assert forward == [("forward", i) for i in range(6)] + [("output", i) for i in range(6)]
 
 
 def test_step_reports_frames_after_each_upsampling_batch(net, small_clip):
@@ -226,7 +229,8 @@ def test_step_reports_frames_after_each_upsampling_batch(net, small_clip):
     finally:
         net.max_batch_pixels = 1 << 18
     assert out.shape == (1, 2, 3, 160, 160)
-    assert calls == [("backward", 1), ("backward", 0), ("output", 0), ("output", 1)]
+    assert calls == [("backward", 1), ("backward", 0), ("forward", 0), ("output", 0),
+                     ("forward", 1), ("output", 1)]
 
 
 def test_step_may_stop_the_forward(net, small_clip):

@@ -155,10 +155,10 @@ def test_cancelled_run_resumes_into_the_same_store(viewer, qtbot, video, tmp_pat
     widget.chunk_spin.setValue(2)
     widget.segment_spin.setValue(2)
     widget.start_spin.setValue(1)
-    widget.stop_spin.setValue(11)
+    widget.stop_spin.setValue(10)  # the last frame, included
     widget.out_edit.setText(str(tmp_path / "results"))
     widget.run()
-    qtbot.waitUntil(lambda: widget._run is not None and widget._run.frames >= 4,
+    qtbot.waitUntil(lambda: widget.job is not None and widget.job.frames >= 4,
                     timeout=WAIT_MS)
     widget.cancel()
     gate.set()
@@ -185,7 +185,7 @@ def test_cancelled_run_resumes_into_the_same_store(viewer, qtbot, video, tmp_pat
     viewer.window._qt_window.resize(1500, 950)
     viewer.reset_view()
     viewer.dims.set_point(0, layer.data_to_world((1, 0, 0))[0])  # a finished result frame
-    assert "Resume" in widget.status_label.text()
+    assert "Resume" in widget.status_label.text_plain
     QApplication.processEvents()
     artifacts = Path(os.environ.get("NAPARI_VSR_ARTIFACTS", REPO / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)

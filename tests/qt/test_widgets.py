@@ -93,7 +93,7 @@ def test_classic_preset_through_widget(viewer, qtbot, clip, tmp_path):
     widget.set_method("classic", "seed")
     widget.out_edit.setText(str(tmp_path / "results"))
     widget.start_spin.setValue(1)
-    widget.stop_spin.setValue(4)
+    widget.stop_spin.setValue(3)  # the last frame, included
     widget.run()
     _wait_idle(qtbot, widget)
 
@@ -220,7 +220,8 @@ class _GatedSlow:
         return self._inner.enhance(frames, step=step)
 
 
-def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_dir, tmp_path):
+def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_dir, tmp_path,
+                                                         monkeypatch):
     """A run of a single chunk reports every finished frame while the chunk runs (before its
     frames reach the layer), through the widget's progress bar."""
     clip = np.load(golden_dir / "input_rgb_uint8.npy")[:, :16, :16]  # 6 frames, one chunk
@@ -235,15 +236,20 @@ def test_one_chunk_realbasicvsr_shows_progress_per_frame(viewer, qtbot, golden_d
     widget.overlap_spin.setValue(0)
     widget.out_edit.setText(str(tmp_path))
     seen: list = []
-    on_progress, on_event = widget._on_progress, widget._on_event
-    widget._on_progress = lambda p: (seen.append(("progress", p.done)), on_progress(p))
-    widget._on_event = lambda e: (seen.append((type(e).__name__, None)), on_event(e))
+    from napari_vsr.widgets.layer_job import LayerJob
+
+    on_progress, on_event = LayerJob._on_progress, LayerJob._on_event
+    monkeypatch.setattr(LayerJob, "_on_progress", lambda self, p: (
+        seen.append(("progress", p.done)), on_progress(self, p)))
+    monkeypatch.setattr(LayerJob, "_on_event", lambda self, e: (
+        seen.append((type(e).__name__, None)), on_event(self, e)))
     widget.run()
     _wait_idle(qtbot, widget)
     first_frames = seen.index(("FramesDone", None))
     before = [done for kind, done in seen[:first_frames] if kind == "progress"]
     assert [d for d in before if d] == [1, 2, 3, 4, 5, 6], seen
     assert widget.result_layer.data.shape == (6, 64, 64, 3), widget.result_layer.data.shape
+    assert widget.progress_bar.maximum() == 6 and not widget.progress_bar.isVisible()
 
 
 class _Blocking:
@@ -278,7 +284,7 @@ def test_preview_can_be_cancelled(viewer, qtbot, clip, monkeypatch):
     gate.set()  # the chunk runs on, and its first finished frame meets the cancel
     _wait_idle(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == ["clip"] and widget.preview_layer is None
-    assert "cancelled" in widget.status_label.text()
+    assert "cancelled" in widget.status_label.text_plain
 
 
 @pytest.mark.parametrize("keep", [False, True])
@@ -296,7 +302,7 @@ def test_cancel_mid_run(viewer, qtbot, clip, monkeypatch, tmp_path, keep):
     widget.keep_partial.setChecked(keep)
     widget.out_edit.setText(str(tmp_path))
     widget.run()
-    qtbot.waitUntil(lambda: widget.result_layer is not None and widget._run.frames >= 1,
+    qtbot.waitUntil(lambda: widget.result_layer is not None and widget.job.frames >= 1,
                     timeout=WAIT_MS)
     store = Path(widget.result_layer.metadata["store_path"])
     widget.cancel()
@@ -305,11 +311,12 @@ def test_cancel_mid_run(viewer, qtbot, clip, monkeypatch, tmp_path, keep):
     names = [layer.name for layer in viewer.layers]
     if keep:
         # the gated second chunk sees the cancel at its first frame: only the first is kept
-        assert names == ["clip", "clip [classic:seed x4] (partial 1 frames)"]
+        assert names == ["clip", "clip [classic:seed x4] (partial, 1 frame)"]
+        assert viewer.layers[1].data.shape[0] == 1  # only the finished frame shows
         assert viewer.layers[1].metadata["partial"] is True and store.is_dir()
     else:
         assert names == ["clip"] and widget.result_layer is None and not store.exists()
-    assert "cancelled" in widget.status_label.text()
+    assert "cancelled" in widget.status_label.text_plain
 
 
 def test_worker_error_is_notified_and_progress_closed(viewer, qtbot, clip, tmp_path):
@@ -462,7 +469,7 @@ def test_enhance_lazy_video_layer_from_reader(viewer, qtbot, tmp_path):
     widget.set_method("classic", "bicubic-x4")
     widget.out_edit.setText(str(tmp_path))
     widget.start_spin.setValue(7)
-    widget.stop_spin.setValue(9)
+    widget.stop_spin.setValue(8)  # the last frame, included
     widget.run()
     _wait_idle(qtbot, widget)
     res = widget.result_layer

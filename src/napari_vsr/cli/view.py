@@ -2,7 +2,8 @@
 
 The one-line way to start working: ``napari-vsr view`` opens the shipped sample clip,
 ``napari-vsr view clip.mp4`` opens a video (or frame folder, or TIFF stack) through the
-napari-vsr reader; the Enhance and Compare widgets are docked on the right.
+napari-vsr reader; the Enhance and Compare widgets are docked on the right, as tabs of
+one dock so that the window fits a 1600x1000 screen.
 """
 
 from __future__ import annotations
@@ -74,9 +75,17 @@ def open_viewer(
         viewer.open_sample(PLUGIN, SAMPLE_KEY)
     if path is not None:
         viewer.open(os.fspath(path), plugin=PLUGIN)
-    for name in WIDGETS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    dock_widgets(viewer)
     return viewer
+
+
+def dock_widgets(viewer: napari.Viewer) -> None:
+    """Dock the napari-vsr widgets on the right as tabs of one dock, the first in front (side
+    by side they would need more height than a 1080p screen has)."""
+    docks = [viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[0]
+             for i, name in enumerate(WIDGETS)]
+    docks[0].show()
+    docks[0].raise_()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 #: chunks one :meth:`RealBasicVSREnhancer.enhance_batch` call may run together (on every
 #: device; the engine picks 1 on the CPU, where batching does not pay)
 MAX_BATCH = 8
+#: context frames on each side of a chunk (the recurrence needs neighbours to restore a frame)
+DEFAULT_OVERLAP = 4
 
 
 class RealBasicVSREnhancer(Enhancer):
@@ -128,7 +130,7 @@ class RealBasicVSREnhancer(Enhancer):
             context=0,
             tileable=True,
             default_chunk=20,
-            default_overlap=4,
+            default_overlap=DEFAULT_OVERLAP,
             tile_overlap=16,  # input pixels (see benchmarks/notes_engine.md)
             input_kind="rgb01",
             # uint8/uint16 RGB chunks are also accepted (scaled, clipped and rounded on the device)

@@ -47,6 +47,7 @@ from napari_vsr.errors import (
     UnsupportedDtypeError,
     VsrError,
     WriteError,
+    hint,
 )
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,9 @@ def check_target(path: str | os.PathLike, *, overwrite: bool, folder: bool) -> N
         return
     if not overwrite:
         raise OutputExistsError(
-            "the output exists; pass overwrite=True (CLI: --overwrite) to replace it", path=path
+            "the output exists; "
+            + hint("pass overwrite=True (CLI: --overwrite) to replace it",
+                   "choose another name, or agree to replace it"), path=path
         )
     if folder:
         if path.is_symlink():

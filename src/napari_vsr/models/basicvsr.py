@@ -19,8 +19,9 @@ from napari_vsr.models.spynet import SPyNet
 
 __all__ = ["BasicVSRNet", "MIN_SIZE", "NetworkStep"]
 
-#: ``step(phase, i)``: ``("backward", i)`` after time step ``i`` of the backward propagation,
-#: ``("output", i)`` once output frame ``i`` is written; may raise (e.g. ``Cancelled``) to stop
+#: ``step(phase, i)``: ``("backward", i)`` / ``("forward", i)`` after time step ``i`` of the
+#: backward / forward propagation, ``("output", i)`` once output frame ``i`` is written; may
+#: raise (e.g. ``Cancelled``) to stop
 NetworkStep = Callable[[str, int], None]
 
 #: smallest frame side the propagation handles (SPyNet's coarsest level needs >= 2 px);
@@ -151,7 +152,8 @@ class BasicVSRNet(nn.Module):
             modified.
         step : callable, optional
             ``step("backward", i)`` after each time step ``i`` of the backward propagation
-            (T-1 down to 0), ``step("output", i)`` once output frame ``i`` is upsampled
+            (T-1 down to 0), ``step("forward", i)`` after each step of the forward one (0 up
+            to T-1), ``step("output", i)`` once output frame ``i`` is upsampled
             (0 up to T-1; frames upsampled in one batch, see ``max_batch_pixels``, are reported
             together after it).  One call covers all N clips (they advance together).  For
             progress and cancel: what it raises propagates.  The result does not depend on it.
@@ -196,6 +198,8 @@ class BasicVSRNet(nn.Module):
             feat = self.forward_resblocks(torch.cat([lqs[:, i], feat], dim=1))
             pending.append(torch.cat([feats_backward[i], feat], dim=1))
             feats_backward[i] = None
+            if step is not None:
+                step("forward", i)
             if len(pending) == group or i == t - 1:
                 start = i + 1 - len(pending)
                 frames = lqs[:, start : i + 1].transpose(0, 1).reshape(-1, c, h, w)

@@ -36,6 +36,7 @@ from napari_vsr.errors import (
     CorruptWeightsError,
     WeightsError,
     WeightsNotFoundError,
+    hint,
 )
 
 __all__ = ["check_architecture", "check_values", "generator_state_dict", "read_checkpoint"]
@@ -339,7 +340,8 @@ def generator_state_dict(
 
 def _listing(label: str, items: list[str]) -> str:
     more = f" (+{len(items) - SHOWN_KEYS} more)" if len(items) > SHOWN_KEYS else ""
-    return f"{len(items)} {label}: {', '.join(items[:SHOWN_KEYS])}{more}"
+    return hint(f"{len(items)} {label}: {', '.join(items[:SHOWN_KEYS])}{more}",
+                f"{len(items)} {label}")
 
 
 def check_architecture(
@@ -369,6 +371,7 @@ def check_architecture(
     raise ArchitectureMismatchError(
         f"this checkpoint is not a {type(net).__name__}({net.extra_repr()}): "
         + "; ".join(parts)
-        + ". Use the released RealBasicVSR x4 checkpoint (`napari-vsr weights fetch`).",
+        + ". Use the released RealBasicVSR x4 checkpoint ("
+        + hint("`napari-vsr weights fetch`", "Weights: download now") + ").",
         path=path,
     )

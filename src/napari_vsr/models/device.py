@@ -11,7 +11,7 @@ import logging
 
 import torch
 
-from napari_vsr.errors import DeviceError, ParameterError
+from napari_vsr.errors import DeviceError, ParameterError, hint
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ def choose_device(name: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError(
                 "device 'cuda' was asked for but PyTorch sees no CUDA GPU "
-                f"(torch {torch.__version__}); use --device cpu or auto"
+                f"(torch {torch.__version__}); "
+                + hint("use --device cpu or auto", "choose Device: auto or cpu")
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:

@@ -43,6 +43,7 @@ from napari_vsr.errors import (
     WeightsCacheError,
     WeightsDownloadError,
     WeightsNotFoundError,
+    hint,
 )
 from napari_vsr.jobs.progress import STAGE_DOWNLOADING, CancelToken, ProgressCallback, RateClock
 
@@ -279,8 +280,9 @@ def _cached(entry: WeightsEntry) -> tuple[Path | None, str | None]:
     if origin.get("how") == "imported":
         raise ChecksumMismatchError(
             f"the cached {entry.name} checkpoint no longer matches the registry ({problem}); "
-            f"it was imported from {origin.get('from')}: run `napari-vsr weights import FILE` "
-            "again with a good copy",
+            f"it was imported from {origin.get('from')}: "
+            + hint("run `napari-vsr weights import FILE` again with a good copy",
+                   "choose a good copy under Weights: choose file…"),
             path=path,
         )
     log.warning(
@@ -432,21 +434,27 @@ def resolve_weights(
         if problem is not None:
             raise ChecksumMismatchError(
                 f"the cached {name} checkpoint no longer matches the registry ({problem}); it "
-                "is not used: run `napari-vsr weights fetch` to download it again",
+                "is not used: " + hint("run `napari-vsr weights fetch` to download it again",
+                                        "choose Weights: download now"),
                 path=cached,
             )
         raise WeightsNotFoundError(
-            f"the {name} checkpoint is not in the cache; run `napari-vsr weights fetch`, or "
-            f"download {entry.url} yourself and run `napari-vsr weights import FILE`",
+            f"the {name} checkpoint is not in the cache; "
+            + hint(f"run `napari-vsr weights fetch`, or download {entry.url} yourself and run "
+                   "`napari-vsr weights import FILE`",
+                   f"choose Weights: download now, or download {entry.url} yourself and "
+                   "choose it under Weights: choose file…"),
             path=cache_dir() / entry.filename,
         )
     return fetch(name, progress=progress, cancel=cancel)
 
 
 def _offline_hint(entry: WeightsEntry) -> str:
-    return (
+    return hint(
         f"if this machine is offline, download {entry.url} elsewhere and run "
-        "`napari-vsr weights import FILE` (or set $NAPARI_VSR_WEIGHTS to its path)"
+        "`napari-vsr weights import FILE` (or set $NAPARI_VSR_WEIGHTS to its path)",
+        "if this machine is offline, download that file on another machine and choose it "
+        "under Weights: choose file…",
     )
 
 
@@ -561,7 +569,8 @@ def _download(
     if done != entry.size:
         raise WeightsDownloadError(
             f"download of {entry.url} was interrupted: got {done:,} of {entry.size:,} bytes; "
-            f"run `napari-vsr weights fetch` again, or {_offline_hint(entry)}"
+            + hint("run `napari-vsr weights fetch` again", "try again")
+            + f", or {_offline_hint(entry)}"
         )
     digest = h.hexdigest()
     if digest != entry.sha256:

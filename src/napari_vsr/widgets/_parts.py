@@ -1,0 +1,134 @@
+"""Small Qt building blocks shared by the dock widgets: a foldable section, a status line that
+wraps instead of widening the dock, and a scroll area that lets a tall form fit any screen."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_vsr.errors import napari_wording
+
+#: characters after which a long word (a URL, a path) may break across lines
+_BREAK_AFTER = "/\\_.,:=&?-"
+_ZWSP = "\u200b"
+
+
+def breakable(text: str) -> str:
+    """``text`` with zero-width break opportunities after path and URL separators, so a word
+    label can wrap a long URL instead of growing wider than its dock."""
+    out = []
+    for ch in text:
+        out.append(ch)
+        if ch in _BREAK_AFTER:
+            out.append(_ZWSP)
+    return "".join(out)
+
+
+class StatusLine(QLabel):
+    """A word-wrapped status label that never makes its dock wider.
+
+    :meth:`show_message` takes plain text (napari's wording of command-line hints is applied);
+    the full text is also the tooltip, and :attr:`text_plain` returns it without break marks.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Ignored horizontally: the layout gives the label the dock's width, never the text's
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.setMinimumWidth(10)
+        self._plain = ""
+
+    def show_message(self, text: str) -> None:
+        text = napari_wording(text)
+        self._plain = text
+        self.setText(breakable(text))
+        self.setToolTip(text if len(text) > 60 else "")
+
+    def clear_message(self) -> None:
+        self.show_message("")
+
+    @property
+    def text_plain(self) -> str:
+        return self._plain
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
+        return super().heightForWidth(max(width, 10))
+
+
+class Section(QWidget):
+    """A titled section that folds: a flat arrow button above its content widget.
+
+    Parameters
+    ----------
+    title : str
+    content : QWidget
+        Shown when the section is open.
+    expanded : bool
+        Open at start.
+    tooltip : str
+        Shown on the title.
+    """
+
+    def __init__(self, title: str, content: QWidget, *, expanded: bool = True,
+                 tooltip: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.content = content
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.toggle.setToolTip(tooltip or f"show or hide {title}")
+        self.toggle.toggled.connect(self.set_expanded)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Sunken)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.toggle)
+        lay.addWidget(line)
+        lay.addWidget(content)
+        self.toggle.setChecked(expanded)
+        self.set_expanded(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self.toggle.isChecked()
+
+    def set_expanded(self, on: bool) -> None:
+        if self.toggle.isChecked() != on:
+            self.toggle.setChecked(on)  # re-enters through toggled
+            return
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.content.setVisible(on)
+
+
+def scrolling(inner: QWidget, *, max_min_height: int = 260) -> QScrollArea:
+    """``inner`` in a frameless vertical scroll area whose minimum height is small, so the dock
+    (and the window) fits any screen; the form scrolls when the dock is short."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(inner)
+    area.setMinimumHeight(min(max_min_height, inner.minimumSizeHint().height()))
+    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+    return area
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 frame"``, ``"3 frames"``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
