@@ -22,6 +22,7 @@ from napari_vsr.jobs.stores import (
     StoreRemovalError,
     clean_up,
     clean_up_candidates,
+    describe_age,
     finished_frames,
     human_size,
     job_is_running,
@@ -102,6 +103,12 @@ def test_list_measures_and_describes_only_result_stores(source, tmp_path):
     assert list_stores(tmp_path / "missing") == []
     assert human_size(512) == "512 B" and human_size(1536) == "1.5 KB"
     assert human_size(3 * 1024**3) == "3.0 GB"
+    now = time.time()
+    assert describe_age(now, short=True) == time.strftime("%H:%M", time.localtime(now))
+    two_days = time.localtime(now - 2 * 86400)
+    assert describe_age(now - 2 * 86400, short=True) == (
+        f"{two_days.tm_mday} {time.strftime('%b', two_days)}")
+    assert describe_age(now) == time.strftime("%Y-%m-%d %H:%M", time.localtime(now))
 
 
 def test_remove_refuses_everything_but_a_result_store(source, tmp_path):

@@ -336,6 +336,12 @@ def _committed_frames(path: Path, metadata: dict) -> set[int]:
         return set()
 
 
-def describe_age(mtime: float) -> str:
-    """A short local date for a list row ("2026-12-02 16:20")."""
-    return _dt.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M")
+def describe_age(mtime: float, *, short: bool = False) -> str:
+    """A local date for a list row: "2026-12-02 16:20"; ``short``: "16:20" today, else
+    "2 Dec"."""
+    when = _dt.datetime.fromtimestamp(mtime)
+    if not short:
+        return when.strftime("%Y-%m-%d %H:%M")
+    if when.date() == _dt.date.today():
+        return when.strftime("%H:%M")
+    return f"{when.day} {when.strftime('%b')}"
