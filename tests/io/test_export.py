@@ -103,6 +103,20 @@ def test_uint16_gray_mp4_is_ten_bit_colour(tmp_path):
     assert np.abs(got[..., 1] - smooth[2].astype(np.int64)).mean() < 257
 
 
+def test_uint16_webm_names_the_codec_the_writer_uses(tmp_path):
+    from napari_vsr.io.video_writer import VideoWriter
+
+    plan = plan_save(tmp_path / "g.webm", (2, 16, 32, 3), np.uint16, rgb=True)
+    writer = VideoWriter(tmp_path / "g.webm", overwrite=True)
+    try:
+        writer.validate((16, 32, 3), np.uint16)
+        encoder = writer.encoder
+    finally:
+        writer.abort()
+    family = {"libvpx-vp9": "VP9", "libsvtav1": "AV1", "libaom-av1": "AV1"}[encoder]
+    assert plan.lost[0] == f"lossy {family} compression changes the values slightly"
+
+
 def test_rgb_uint8_lossless_mp4_is_exact(tmp_path):
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (3, 16, 20, 3), dtype=np.uint8)

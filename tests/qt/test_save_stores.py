@@ -7,6 +7,7 @@ Run: QT_QPA_PLATFORM=xcb xvfb-run -a .venv/bin/python -m pytest tests/qt/test_sa
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -175,7 +176,8 @@ def test_warning_comes_before_any_frame_is_written(gray_store, tmp_path):
     assert len(lines) == 1 and out.is_file()
 
 
-def test_save_partial_result_layer_keeps_its_finished_frames(viewer, gray_source, tmp_path):
+def test_save_partial_result_layer_keeps_its_finished_frames(viewer, qtbot, gray_source,
+                                                             tmp_path):
     part = _interrupted(gray_source, tmp_path / "part.zarr", after=2)
     layer = _open_result(viewer, part)
     assert layer.metadata["partial"] is True and layer.name.endswith("(partial)")
@@ -188,12 +190,14 @@ def test_save_partial_result_layer_keeps_its_finished_frames(viewer, gray_source
         np.testing.assert_array_equal(np.asarray(back[0:n]), np.asarray(layer.data[:n]))
         assert back.metadata["stored_metadata"]["napari_vsr"]["partial"] is False
     assert any(f"saving its {n} finished frames of 6" in w for w in _warnings_since(seen))
+    dialog = SaveResultDialog(viewer, layer, folder=tmp_path)
+    qtbot.addWidget(dialog)
+    assert f"saving its {n} finished frames of 6" in dialog.summary_label.text()
+    assert dialog.target().name == "cells-classic-seed-x4.mp4"
 
 
 # --- defect 10: File > Open of a result store ---------------------------------------------------
 def test_file_open_of_a_managed_store_gives_the_placed_layer(viewer, gray_store, qtbot):
-    import shutil
-
     from napari.plugins.utils import get_preferred_reader
 
     folder = default_store_dir()
@@ -277,6 +281,17 @@ def test_panel_lists_opens_deletes_and_cleans_up(viewer, qtbot, gray_source, mon
     [gone] = panel.delete_selected()
     assert gone.path == b and not b.exists() and "1 layer showing them" in asked[-1]
     assert [layer.metadata["store_path"] for layer in viewer.layers] == [str(a)]
+    assert panel.store_list.count() == 2
+
+    # another store folder (the Enhance widget's folder changed): listed and managed
+    other = default_store_dir().parent / "elsewhere"
+    [e] = [Path(shutil.copytree(a, other / "e.zarr"))]
+    panel.set_folder(other)
+    assert panel.store_list.count() == 1 and "1 result," in panel.location_label.text()
+    from napari.plugins.utils import get_preferred_reader
+
+    assert get_preferred_reader(str(e)) == "napari-vsr"
+    panel.set_folder(default_store_dir())
     assert panel.store_list.count() == 2
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -130,14 +130,27 @@ def _frame_layout(shape: tuple[int, ...], rgb: bool) -> tuple[int, int]:
     return n, int(shape[-1]) if rgb else 1
 
 
-def _x264_has_10bit() -> bool:
+def _has_10bit(encoder: str) -> bool:
+    """Whether this FFmpeg's ``encoder`` takes 10-bit 4:2:0 frames."""
     import av
 
     try:
-        formats = av.codec.Codec("libx264", "w").video_formats or []
+        formats = av.codec.Codec(encoder, "w").video_formats or []
     except (ValueError, av.error.FFmpegError):
         return False
     return any(f.name == "yuv420p10le" for f in formats)
+
+
+def _deep_lossy_codec(suffix: str) -> tuple[str, int]:
+    """(codec name, bits) a lossy video of 16-bit frames gets: H.264 10-bit where x264 has it;
+    webm: VP9 when it is 10-bit here, else 10-bit AV1 (what the video writer switches to)."""
+    if suffix != ".webm":
+        return "H.264", 10 if _has_10bit("libx264") else 8
+    if _has_10bit("libvpx-vp9"):
+        return "VP9", 10
+    if any(_has_10bit(e) for e in ("libsvtav1", "libaom-av1", "librav1e")):
+        return "AV1", 10
+    return "VP9", 8
 
 
 def plan_save(
@@ -237,11 +250,10 @@ def plan_save(
                         tuple(lost))
 
     codec = "VP9" if suffix == ".webm" else "H.264"
-    lost.insert(0, f"lossy {codec} compression changes the values slightly")
     if deep:
-        ten = suffix != ".webm" and _x264_has_10bit()
-        lost.append("16-bit samples are stored with 10 bits" if ten
-                    else "16-bit samples are stored with 8 bits")
+        codec, stored_bits = _deep_lossy_codec(suffix)
+        lost.append(f"16-bit samples are stored with {stored_bits} bits")
+    lost.insert(0, f"lossy {codec} compression changes the values slightly")
     if gray:
         lost.append("gray is stored as colour video and reads back as RGB (three equal channels)")
     if alpha:

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_vsr._writer import saved_frame_count
 from napari_vsr.errors import Cancelled, VsrError
 from napari_vsr.io.export import SAVE_FORMATS, SavePlan, plan_save
 from napari_vsr.jobs.results import slug
@@ -201,9 +202,15 @@ class SaveResultDialog(QDialog):
         if plan.lost:
             lost = "; ".join(plan.lost)
             text += f"<br><span style='color:#e08a00'><b>Loses:</b> {lost}.</span>"
-        md = self.layer.metadata or {}
-        if md.get("partial"):
-            text += "<br>The result is unfinished: only its finished frames are saved."
+        try:
+            _, partial_note = saved_frame_count(self.layer.data, dict(self.layer.metadata or {}),
+                                                rgb=bool(self.layer.rgb))
+        except VsrError as exc:  # a partial result with nothing finished yet
+            self.summary_label.setText(f"<b>Nothing to save yet:</b> {exc}")
+            self.save_button.setEnabled(False)
+            return
+        if partial_note:
+            text += f"<br>{partial_note[0].upper()}{partial_note[1:]}."
         if self._outcome:
             text += f"<br>{self._outcome}"
         self.summary_label.setText(text)

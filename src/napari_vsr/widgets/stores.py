@@ -168,6 +168,15 @@ class StoresPanel(QWidget):
         """
         self._busy = busy
 
+    def set_folder(self, folder: str | os.PathLike) -> None:
+        """Manage another folder (the Enhance widget's store folder changed): list its stores,
+        delete only its stores with their layers, and open its stores with our reader."""
+        from napari_vsr._reader import prefer_for_result_stores
+
+        self.folder = Path(folder)
+        prefer_for_result_stores(self.folder)
+        self.refresh()
+
     @property
     def keep_stores(self) -> bool:
         """Whether stores stay on disk when their layer is deleted."""
