@@ -407,7 +407,9 @@ def test_save_dialog_stop_leaves_nothing(qtbot, viewer, tmp_path):
     dialog.set_format("mkv")
     worker = dialog.save()
     assert gate.reached.wait(30)
-    assert dialog.cancel_button.text() == "Stop"
+    assert dialog.cancel_button.text() == "Stop" and not dialog.save_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() == 1, timeout=WAIT_MS)
+    assert dialog.progress_bar.maximum() == 4 and dialog._pbar.n == 1  # napari's bar too
     dialog.cancel_button.click()
     gate.release.set()
     qtbot.waitUntil(lambda: not dialog.is_saving, timeout=WAIT_MS)
