@@ -151,7 +151,7 @@ def test_save_rgb_result_layer_mkv_exact_mp4_warns_only_lossy(viewer, rgb_store,
     layer = _open_result(viewer, rgb_store)
     assert layer.rgb and layer.data.dtype == np.uint8
     seen = len(notification_manager.records)
-    viewer.layers.save(str(tmp_path / "r.mkv"), selected=True, plugin="napari-vsr")
+    viewer.layers.save(str(tmp_path / "r.mkv"), selected=True)  # napari picks our writer
     viewer.layers.save(str(tmp_path / "r.mp4"), selected=True, plugin="napari-vsr")
     store = np.asarray(open_result_store(rgb_store, mode="r")[:])
     with open_frames(tmp_path / "r.mkv") as back:
