@@ -332,9 +332,14 @@ def test_removing_a_layer_through_the_plugin_proxy(make_napari_viewer, qtbot, gr
     proxy = PublicOnlyProxy(viewer)
     panel = StoresPanel(proxy)
     viewer.window.add_dock_widget(panel, name="Result stores")
-    [layer] = viewer.open(str(a), plugin="napari-vsr")
+    panel.select([a])
+    [layer] = panel.open_selected()
+    viewer.add_image(np.zeros((2, 4, 4)), name="other")  # now the active layer
+    panel.select([a])
+    panel.open_selected()  # already open: made the active layer, not opened twice
+    assert len(viewer.layers) == 2 and viewer.layers.selection.active.name == layer.name
     proxy.layers.remove(proxy.layers[0])
-    assert not a.exists() and len(viewer.layers) == 0
+    assert not a.exists() and [x.name for x in viewer.layers] == ["other"]
     assert layer.metadata["store_path"] == str(a)
 
 
