@@ -1,5 +1,11 @@
 """napari reader hook: videos, image folders and TIFF stacks as lazy image layers, and
-napari-vsr result stores (``.zarr``) as frame-synced result layers."""
+napari-vsr result stores (``.zarr``) as frame-synced result layers.
+
+Every folder can be read by several napari readers (napari's own reads any ``.zarr``), so
+napari's File > Open asks which one to use unless a reader preference matches the path.
+:func:`prefer_for_result_stores` adds that preference for the folder of the widget's result
+stores, so opening one of them gives the placed result layer without a question.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,50 @@ from napari_vsr.io import is_supported, open_frames
 log = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+PLUGIN_NAME = "napari-vsr"
+
+
+def store_folder_pattern(folder: str | os.PathLike) -> str:
+    """napari's reader-preference pattern for the ``.zarr`` folders inside ``folder``
+    (napari matches a folder's real path with a trailing separator)."""
+    return os.path.join(os.path.realpath(os.fspath(folder)), "*.zarr") + os.sep
+
+
+def prefer_for_result_stores(folder: str | os.PathLike | None = None) -> bool:
+    """Make napari open the ``.zarr`` stores of ``folder`` with this plugin's reader.
+
+    Adds ``<folder>/*.zarr/ -> napari-vsr`` to napari's reader preferences
+    (``settings.plugins.extension2reader``, the table File > Open and drag-and-drop consult
+    before asking), so a result store there opens as its placed result layer (name, scale,
+    translate from the store) rather than as napari's plain zarr layer.  Only that folder:
+    other zarr data keeps napari's choice.  A preference the user set for the same pattern is
+    kept.
+
+    Parameters
+    ----------
+    folder : path-like, optional
+        Default: :func:`napari_vsr.jobs.results.default_store_dir`.
+
+    Returns
+    -------
+    bool
+        Whether the preference is in place (False without napari's settings, or when the user
+        chose another reader for that pattern).
+    """
+    from napari_vsr.jobs.results import default_store_dir
+
+    try:
+        from napari.settings import get_settings
+    except ImportError:  # pragma: no cover - used without napari
+        return False
+    pattern = store_folder_pattern(default_store_dir() if folder is None else folder)
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    if pattern in current:
+        return current[pattern] == PLUGIN_NAME
+    plugins.extension2reader = {**current, pattern: PLUGIN_NAME}
+    return True
 
 
 def napari_get_reader(path: str | list[str]):
