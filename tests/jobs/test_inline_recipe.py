@@ -152,3 +152,20 @@ def test_resume_refuses_other_steps(tmp_path, crop_stack):
     assert result.segments_reused == 1
     store, _ = open_result(out)
     np.testing.assert_array_equal(np.asarray(store), RECIPE.apply_stack(tifffile.imread(crop_stack)))
+
+
+def test_dask_workers_rebuild_the_inline_recipe(tmp_path, crop_stack):
+    pytest.importorskip("distributed")
+    from napari_vsr.jobs.runner import SegmentDone
+
+    seen = []
+    out = tmp_path / "dask.tif"
+    request = JobRequest(source=crop_stack, output=out, scheduler="local:1", segment=3,
+                         method=MethodOptions(method="classic", pipeline=RECIPE),
+                         engine=EngineOptions(chunk=3))
+    result = run(request, on_event=seen.append)
+    done = [e for e in seen if isinstance(e, SegmentDone)]
+    assert len(done) == 2 and all(e.worker.startswith("tcp://") for e in done)
+    assert result.segments_computed == 2
+    np.testing.assert_array_equal(tifffile.imread(out),
+                                  RECIPE.apply_stack(tifffile.imread(crop_stack)))

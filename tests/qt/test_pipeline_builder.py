@@ -340,6 +340,26 @@ def test_live_preview_of_gray_uint16_and_fixed_size(viewer, builder, qtbot, fram
     assert viewer.layers["gray pipeline preview"].metadata["napari_vsr_preview"]["frame"] == 4
 
 
+def test_live_preview_of_a_single_image(viewer, builder, qtbot, frames):
+    image = viewer.add_image(frames[3], name="still", rgb=True, translate=(5.0, 7.0))
+    builder.set_pipeline(Pipeline([("resize", {"factor": 3, "interpolation": "nearest"})],
+                                  name="x3"))
+    builder.set_preview_target(viewer, _getter(viewer, "still"))
+    builder.preview_check.setChecked(True)
+    _wait_preview(qtbot, builder)
+    layer = viewer.layers["still pipeline preview"]
+    assert layer.data.shape == (144, 192, 3)
+    np.testing.assert_array_equal(layer.data, builder.pipeline().apply(frames[3]))
+    # nearest x3: output pixel 3 * y + 1 is the centre of source pixel y
+    np.testing.assert_allclose(layer.world_to_data(image.data_to_world((10, 20))), (31, 61))
+    # another float image: its dtype is refused in words, not a traceback
+    viewer.add_image(frames[3].astype(np.float64), name="floaty", rgb=True)
+    builder.set_preview_target(viewer, _getter(viewer, "floaty"))
+    _wait_preview(qtbot, builder)
+    assert builder.message.text().startswith("Preview:") and "float64" in builder.message.text()
+    assert "Traceback" not in builder.message.text()
+
+
 def test_preview_latest_request_wins(viewer, builder, qtbot, frames, monkeypatch):
     viewer.add_image(frames, name="clip", rgb=True)
     builder.set_pipeline(Pipeline([("median_filter", {"size": 3})], name="median"))

@@ -126,17 +126,21 @@ class PreviewRequest:
                 json.dumps(self.pipeline.to_dict()["steps"], sort_keys=True))
 
 
-def compute(request: PreviewRequest) -> tuple[PreviewRequest, np.ndarray]:
+def compute(request: PreviewRequest) -> tuple[PreviewRequest, np.ndarray | str]:
     """The preview layer's data: ``(1, H', W'[, C])`` for a clip (frame ``t``), ``(H', W'[,
-    C])`` for a single image.  Runs on a worker thread."""
-    if request.t is None:
-        image = np.asarray(request.data)
-        request.pipeline.check_size(*image.shape[:2])
-        return request, request.pipeline.apply(image)
-    lo, hi = request.window
-    window = np.asarray(request.data[lo:hi])
-    request.pipeline.check_size(*window.shape[1:3])
-    return request, preview_frame(request.pipeline, window, request.t - lo)[np.newaxis]
+    C])`` for a single image; or, for what the user can fix (a dtype the operators refuse,
+    frames too large), the message.  Runs on a worker thread."""
+    try:
+        if request.t is None:
+            image = np.asarray(request.data)
+            request.pipeline.check_size(*image.shape[:2])
+            return request, request.pipeline.apply(image)
+        lo, hi = request.window
+        window = np.asarray(request.data[lo:hi])
+        request.pipeline.check_size(*window.shape[1:3])
+        return request, preview_frame(request.pipeline, window, request.t - lo)[np.newaxis]
+    except VsrError as exc:  # words for the user; anything else is a bug: napari reports it
+        return request, str(exc)
 
 
 class LivePreview(QObject):
@@ -265,10 +269,9 @@ class LivePreview(QObject):
                               display=display, generation=self._generation)
 
     def _start(self, req: PreviewRequest) -> None:
-        worker = create_worker(compute, req, _start_thread=False)
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._next)
+        worker = create_worker(compute, req, _start_thread=False,
+                               _connect={"returned": self._show, "errored": self._failed,
+                                         "finished": self._next})
         self._worker = worker
         worker.start()
 
@@ -279,17 +282,19 @@ class LivePreview(QObject):
             self._start(pending)
 
     def _failed(self, exc: BaseException) -> None:
-        self._last_key = None  # the same state may be asked again (after a fix elsewhere)
-        if isinstance(exc, VsrError | ValueError):
-            self.status.emit(f"Preview: {exc}")
-        else:
-            log.exception("pipeline preview failed", exc_info=exc)
-            self.status.emit(f"Preview failed: {type(exc).__name__}: {exc}")
+        """An unexpected error (napari shows it as a notification too)."""
+        self._last_key = None  # the same state may be asked again
+        log.error("pipeline preview failed", exc_info=exc)
+        self.status.emit(f"Preview failed: {type(exc).__name__}: {exc}")
 
     # --- the layer ------------------------------------------------------------------------
-    def _show(self, result: tuple[PreviewRequest, np.ndarray]) -> None:
+    def _show(self, result: tuple[PreviewRequest, np.ndarray | str]) -> None:
         req, image = result
         if not self.enabled or req.generation != self._generation:
+            return
+        if isinstance(image, str):
+            self._last_key = None
+            self.status.emit(f"Preview: {image}")
             return
         source = self._layer_getter()
         if source is None or source.name != req.source_name or source not in self.viewer.layers:

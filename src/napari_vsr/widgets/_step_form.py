@@ -169,7 +169,7 @@ def _value_widget(param: Param, name: str, value: Any
 
         return row, lambda: (int(first.value), int(second.value)), write
     w = _number(param, name, value)
-    cast = int if param.kind in ("int", "pair") else float
+    cast = int if param.kind == "int" else float
     return w, lambda: cast(w.value), lambda v: setattr(w, "value", cast(v))
 
 
@@ -181,7 +181,9 @@ def _number(param: Param, name: str, value: Any) -> Widget:
             low += 1
         high = _INT_LIMIT if param.maximum is None else int(param.maximum)
         step = 2 if param.odd else 1
-        return SpinBox(value=int(value), min=low, max=high, step=step, name=name)
+        w = SpinBox(value=int(value), min=low, max=high, step=step, name=name)
+        w.native.setKeyboardTracking(False)  # typing "15" is one edit, not "1" then "15"
+        return w
     unit = 10.0**-DECIMALS
     low = -_FLOAT_LIMIT if param.minimum is None else float(param.minimum)
     if param.open_minimum and param.minimum is not None:
@@ -191,6 +193,7 @@ def _number(param: Param, name: str, value: Any) -> Widget:
     step = 0.005 if span <= 1 else 0.1 if span <= 100 else 1.0
     w = FloatSpinBox(value=float(value), min=low, max=high, step=step, name=name)
     w.native.setDecimals(DECIMALS)
+    w.native.setKeyboardTracking(False)
     w.value = float(value)  # again: the decimals may have rounded the first one
     return w
 
