@@ -391,7 +391,7 @@ def test_preview_latest_request_wins(viewer, builder, qtbot, frames, monkeypatch
 def test_screenshot_docked(viewer, builder, qtbot, frames):
     viewer.add_image(frames, name="clip", rgb=True)
     builder.load_preset("seed")
-    builder.step_list.setCurrentRow(1)
+    builder.step_list.setCurrentRow(2)  # resize: a choice, a pair and optional values
     builder.set_preview_target(viewer, _getter(viewer, "clip"))
     builder.preview_check.setChecked(True)
     _wait_preview(qtbot, builder)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox, Widget
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_vsr.classic.registry import Operator, Param
 from napari_vsr.errors import ParameterError
@@ -114,6 +115,8 @@ class _Field:
             self.toggle = CheckBox(value=value is not None, text="set", name=f"{name}_set",
                                    tooltip=f"Use {label_of(name)} (off: leave it unset). "
                                            + tooltip)
+            self.toggle.native.setSizePolicy(QSizePolicy.Policy.Maximum,
+                                             QSizePolicy.Policy.Fixed)  # the value gets the room
             self.value_widget.enabled = value is not None
             self.toggle.changed.connect(self._toggled)
             self.widget: Widget = Container(
@@ -157,7 +160,7 @@ def _value_widget(param: Param, name: str, value: Any
         w = CheckBox(value=bool(value), text="", name=name)
         return w, lambda: bool(w.value), lambda v: setattr(w, "value", bool(v))
     if param.kind == "str":
-        w = ComboBox(value=value, choices=list(param.choices or ()), name=name)
+        w = _narrow(ComboBox(value=value, choices=list(param.choices or ()), name=name))
         return w, lambda: w.value, lambda v: setattr(w, "value", v)
     if param.kind == "pair":
         first, second = (_number(param, f"{name}_{i}", v) for i, v in enumerate(value))
@@ -173,6 +176,14 @@ def _value_widget(param: Param, name: str, value: Any
     return w, lambda: cast(w.value), lambda v: setattr(w, "value", cast(v))
 
 
+def _narrow(widget: Widget, minimum: int = 56) -> Widget:
+    """Let a spin or combo box shrink with a narrow dock instead of pushing the form wider
+    than the panel (its size hint counts napari's wide +/- buttons)."""
+    widget.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    widget.native.setMinimumWidth(minimum)
+    return widget
+
+
 def _number(param: Param, name: str, value: Any) -> Widget:
     """A spin box bounded like ``param`` (one element of a pair for ``"pair"``)."""
     if param.kind in ("int", "pair"):
@@ -183,7 +194,7 @@ def _number(param: Param, name: str, value: Any) -> Widget:
         step = 2 if param.odd else 1
         w = SpinBox(value=int(value), min=low, max=high, step=step, name=name)
         w.native.setKeyboardTracking(False)  # typing "15" is one edit, not "1" then "15"
-        return w
+        return _narrow(w)
     unit = 10.0**-DECIMALS
     low = -_FLOAT_LIMIT if param.minimum is None else float(param.minimum)
     if param.open_minimum and param.minimum is not None:
@@ -195,7 +206,7 @@ def _number(param: Param, name: str, value: Any) -> Widget:
     w.native.setDecimals(DECIMALS)
     w.native.setKeyboardTracking(False)
     w.value = float(value)  # again: the decimals may have rounded the first one
-    return w
+    return _narrow(w)
 
 
 class StepForm:
@@ -221,6 +232,8 @@ class StepForm:
         self.container = Container(widgets=[f.widget for f in self.fields.values()],
                                    labels=True, name=f"{spec.name}_parameters")
         self.container.margins = (0, 0, 0, 0)
+        # napari's theme gives every spin box 90 px at least: a pair would not fit a narrow dock
+        self.container.native.setStyleSheet("QAbstractSpinBox { min-width: 30px; }")
         if not self.fields:
             self.container.tooltip = f"{spec.name} has no parameters"
 
