@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox  # noqa: E402
+from napari.utils._proxies import PublicOnlyProxy  # noqa: E402
 from qtpy.QtCore import QCoreApplication, QEvent, QModelIndex, Qt  # noqa: E402
 from qtpy.QtWidgets import (  # noqa: E402
     QAbstractButton,
@@ -260,10 +262,14 @@ def test_live_preview_follows_edits_and_the_time_slider(viewer, builder, qtbot, 
     builder.set_pipeline(Pipeline([("unsharp_mask", {"amount": 0.6}),
                                    ("resize", {"factor": 2})], name="sharp-x2"))
     assert not builder.preview_check.isEnabled()
-    builder.set_preview_target(viewer, _getter(viewer, "clip"))
+    # the viewer as plugins get it (napari's proxy: private access warns, layers are proxies)
+    proxied = PublicOnlyProxy(viewer)
+    builder.set_preview_target(proxied, _getter(proxied, "clip"))
     viewer.dims.set_current_step(0, 2)
-    builder.preview_check.setChecked(True)
-    _wait_preview(qtbot, builder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no private attribute through the proxy
+        builder.preview_check.setChecked(True)
+        _wait_preview(qtbot, builder)
     name = "clip pipeline preview"
     assert name in viewer.layers
     layer = viewer.layers[name]
