@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +24,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QMenu,
     QScrollArea,
     QSizePolicy,
     QToolButton,
@@ -35,11 +31,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_vsr.classic import OPERATORS, PRESETS, Pipeline, get_operator, get_preset
-from napari_vsr.classic.operators import CATEGORIES
+from napari_vsr.classic import PRESETS, Pipeline, get_operator, get_preset
 from napari_vsr.errors import ParameterError, VsrError
 from napari_vsr.jobs.request import MethodOptions
 from napari_vsr.widgets._pipeline_preview import LivePreview
+from napari_vsr.widgets._pipeline_steps import (
+    StepEntry,
+    StepList,
+    describe,
+    operator_menu,
+    steps_of,
+    tool_button,
+)
 from napari_vsr.widgets._step_form import StepForm, label_of, plain, starting_params
 
 if TYPE_CHECKING:
@@ -49,52 +52,6 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "my-pipeline"
 _PRESET_PROMPT = "Preset…"
 _RECIPE_FILTER = "Recipes (*.yaml *.yml *.json)"
-
-
-@dataclass
-class _Entry:
-    """One step as edited: the operator name and every parameter (``None``: unset)."""
-
-    op: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def error(self, index: int) -> str | None:
-        """Why this step is invalid (named as in a recipe file), else None."""
-        try:
-            get_operator(self.op).validate(
-                {k: v for k, v in self.params.items() if v is not None},
-                where=f"step {index} ({self.op})")
-        except ParameterError as exc:
-            return str(exc)
-        return None
-
-    def text(self, index: int) -> str:
-        """The list line: ``"2. gaussian blur: ksize 5, sigma 1"``."""
-        spec = get_operator(self.op)
-        shown = []
-        for name, value in self.params.items():
-            if value is None:
-                continue
-            if isinstance(value, tuple | list):
-                value = "x".join(str(v) for v in value)
-            elif isinstance(value, bool):
-                value = "on" if value else "off"
-            elif isinstance(value, float):
-                value = f"{value:g}"
-            shown.append(f"{name} {value}")
-        temporal = " [frames ±]" if spec.temporal else ""
-        params = f": {', '.join(shown)}" if shown else ""
-        return f"{index}. {label_of(self.op)}{temporal}{params}"
-
-
-class _StepList(QListWidget):
-    """The step list; tells when a drag has reordered its rows."""
-
-    reordered = Signal()
-
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().dropEvent(event)
-        self.reordered.emit()
 
 
 class PipelineBuilder(QWidget):
@@ -117,7 +74,7 @@ class PipelineBuilder(QWidget):
 
     def __init__(self, pipeline: Pipeline | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self._entries: list[_Entry] = []
+        self._entries: list[StepEntry] = []
         self._description = ""
         self._form: StepForm | None = None
         self._form_row: int | None = None
@@ -142,10 +99,10 @@ class PipelineBuilder(QWidget):
         self.preset_combo.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.preset_combo.setMinimumWidth(80)
         self.preset_combo.activated.connect(self._preset_chosen)
-        self.load_button = _tool_button("Load…", "Open a recipe file (.yaml, .yml or .json), "
+        self.load_button = tool_button("Load…", "Open a recipe file (.yaml, .yml or .json), "
                                         "such as one saved here or by hand")
         self.load_button.clicked.connect(self._load_clicked)
-        self.save_button = _tool_button("Save…", "Save these steps as a recipe file (.yaml or "
+        self.save_button = tool_button("Save…", "Save these steps as a recipe file (.yaml or "
                                         ".json), to use again here or in batch runs")
         self.save_button.clicked.connect(self._save_clicked)
         top.addWidget(self.preset_combo, 1)
@@ -153,7 +110,7 @@ class PipelineBuilder(QWidget):
         top.addWidget(self.save_button)
         lay.addLayout(top)
 
-        self.step_list = _StepList()
+        self.step_list = StepList()
         self.step_list.setToolTip("The steps, run from top to bottom on every frame. Select a "
                                   "step to edit its parameters; drag to reorder.")
         self.step_list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
@@ -166,15 +123,15 @@ class PipelineBuilder(QWidget):
         lay.addWidget(self.step_list, 2)
 
         buttons = QHBoxLayout()
-        self.add_button = _tool_button("Add step", "Add an operation after the selected step")
-        self.add_menu = self._operator_menu()
+        self.add_button = tool_button("Add step", "Add an operation after the selected step")
+        self.add_menu = operator_menu(self, self.add_step)
         self.add_button.setMenu(self.add_menu)
         self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.remove_button = _tool_button("Remove", "Remove the selected step")
+        self.remove_button = tool_button("Remove", "Remove the selected step")
         self.remove_button.clicked.connect(self.remove_step)
-        self.up_button = _tool_button("Up", "Move the selected step one place earlier")
+        self.up_button = tool_button("Up", "Move the selected step one place earlier")
         self.up_button.clicked.connect(lambda: self.move_step(-1))
-        self.down_button = _tool_button("Down", "Move the selected step one place later")
+        self.down_button = tool_button("Down", "Move the selected step one place later")
         self.down_button.clicked.connect(lambda: self.move_step(1))
         for b in (self.add_button, self.remove_button, self.up_button, self.down_button):
             buttons.addWidget(b)
@@ -217,30 +174,6 @@ class PipelineBuilder(QWidget):
         self.message.setToolTip("What the pipeline does, or what is wrong with it")
         lay.addWidget(self.message)
 
-    def _operator_menu(self) -> QMenu:
-        menu = QMenu(self)
-        menu.setToolTipsVisible(True)
-        listed = set()
-        for category, names in CATEGORIES.items():
-            section = menu.addSection(category.capitalize())
-            section.setToolTip(category)
-            for name in names:
-                self._add_action(menu, name)
-                listed.add(name)
-        others = [name for name in OPERATORS if name not in listed]
-        if others:
-            menu.addSection("Other")
-            for name in others:
-                self._add_action(menu, name)
-        return menu
-
-    def _add_action(self, menu: QMenu, name: str) -> None:
-        summary = plain(OPERATORS[name].summary)
-        action = menu.addAction(f"{label_of(name)} — {_first_sentence(summary)}")
-        action.setToolTip(summary)
-        action.setData(name)
-        action.triggered.connect(lambda _=False, op=name: self.add_step(op))
-
     # --- public API -----------------------------------------------------------------------
     def pipeline(self) -> Pipeline:
         """The pipeline as built now.
@@ -273,7 +206,7 @@ class PipelineBuilder(QWidget):
         """Show ``pipeline`` (replacing every step, the name and description)."""
         if not isinstance(pipeline, Pipeline):
             raise ParameterError(f"expected a Pipeline, got {type(pipeline).__name__}")
-        self._entries = [_Entry(s.op, dict(s.params)) for s in pipeline.steps]
+        self._entries = [StepEntry(s.op, dict(s.params)) for s in pipeline.steps]
         self._description = pipeline.description
         self.name_edit.setText(pipeline.name)
         self._refresh(select=0 if self._entries else None)
@@ -353,7 +286,7 @@ class PipelineBuilder(QWidget):
             row = self.step_list.currentRow()
             index = row + 1 if row >= 0 else len(self._entries)
         index = max(0, min(index, len(self._entries)))
-        self._entries.insert(index, _Entry(op, values))
+        self._entries.insert(index, StepEntry(op, values))
         self._edited(select=index)
         return index
 
@@ -395,7 +328,7 @@ class PipelineBuilder(QWidget):
     def _edited(self, *, select: int | None, rebuild_form: bool = True) -> None:
         """After a change of the steps: rename an edited preset, redraw, tell listeners."""
         name = self.name_edit.text().strip()
-        if name in PRESETS and self._steps_dict() != _steps_of(PRESETS[name]):
+        if name in PRESETS and self._steps_dict() != steps_of(PRESETS[name]):
             self.name_edit.setText(f"{name}-edited")
             self._description = f"edited from the {name!r} preset"
         self._refresh(select=select, rebuild_form=rebuild_form)
@@ -407,21 +340,7 @@ class PipelineBuilder(QWidget):
 
     def _refresh(self, *, select: int | None, rebuild_form: bool = True) -> None:
         """Redraw the list (and the form of ``select``), the summary, then emit ``changed``."""
-        self.step_list.blockSignals(True)
-        self.step_list.clear()
-        for i, entry in enumerate(self._entries, start=1):
-            item = QListWidgetItem(entry.text(i))
-            item.setData(Qt.ItemDataRole.UserRole, i - 1)
-            problem = entry.error(i)
-            spec = get_operator(entry.op)
-            item.setToolTip(problem or plain(spec.summary))
-            if problem:
-                item.setText("⚠ " + item.text())
-                item.setForeground(Qt.GlobalColor.red)
-            self.step_list.addItem(item)
-        if select is not None and 0 <= select < len(self._entries):
-            self.step_list.setCurrentRow(select)
-        self.step_list.blockSignals(False)
+        self.step_list.show_steps(self._entries, select)
         row = self.step_list.currentRow()
         if rebuild_form or row != self._form_row:
             self._show_form(row)
@@ -467,8 +386,7 @@ class PipelineBuilder(QWidget):
         self._edited(select=row, rebuild_form=False)
 
     def _dragged(self) -> None:
-        order = [self.step_list.item(i).data(Qt.ItemDataRole.UserRole)
-                 for i in range(self.step_list.count())]
+        order = self.step_list.order()
         if sorted(order) != list(range(len(self._entries))):
             self._refresh(select=self.step_list.currentRow())  # not a plain move: redraw
             return
@@ -496,7 +414,7 @@ class PipelineBuilder(QWidget):
             self._set_message(problem, error=True)
             return
         pipeline = self.pipeline()
-        self._set_message(_describe(pipeline), error=False)
+        self._set_message(describe(pipeline), error=False)
 
     def _set_message(self, text: str, *, error: bool) -> None:
         self.message.setText(text)
@@ -548,41 +466,3 @@ class PipelineBuilder(QWidget):
         if self._preview is not None:
             self._preview.set_enabled(False)
         super().closeEvent(event)
-
-
-def _tool_button(text: str, tooltip: str) -> QToolButton:
-    button = QToolButton()
-    button.setText(text)
-    button.setToolTip(tooltip)
-    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-    return button
-
-
-def _first_sentence(text: str) -> str:
-    head = text.split(". ")[0].rstrip(".")
-    return head if len(head) <= 60 else head[:57] + "…"
-
-
-def _steps_of(pipeline: Pipeline) -> list[dict[str, Any]]:
-    return pipeline.to_dict()["steps"]
-
-
-def _describe(pipeline: Pipeline) -> str:
-    """One line for users: steps, size change, frames used, and whether it runs as a method."""
-    n = len(pipeline)
-    parts = [f"{n} step{'s' if n != 1 else ''}"]
-    scale = pipeline.scale
-    if scale is None:
-        parts.append("resizes to a fixed size")
-    elif scale != 1:
-        parts.append(f"enlarges x{scale:g}")
-    else:
-        parts.append("keeps the size")
-    if pipeline.context:
-        parts.append(f"uses {pipeline.context} frame{'s' if pipeline.context != 1 else ''} "
-                     "on each side")
-    text = ", ".join(parts) + "."
-    if scale is None or scale < 1 or not float(scale).is_integer():
-        text += (" To run it on a whole clip the total enlargement must be a whole number "
-                 "(1, 2, 3, 4…); the preview works anyway.")
-    return text
