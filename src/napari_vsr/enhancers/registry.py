@@ -88,11 +88,13 @@ def make_enhancer(
     if key == "classic":
         if weights is not None:
             raise ParameterError("--weights belongs to --method realbasicvsr, not classic")
-        given = [what for what, value in (("a preset (--preset)", preset),
-                                          ("a recipe file (--recipe)", recipe),
+        given = [what for what, value in (("a preset", preset), ("a recipe file", recipe),
                                           ("a built pipeline", pipeline)) if value is not None]
         if len(given) > 1:
-            raise ParameterError(f"give only one of {' and '.join(given)}, not both")
+            raise ParameterError(
+                "choose one of a preset (--preset), a recipe file (--recipe) or a built "
+                f"pipeline; got {' and '.join(given)}"
+            )
         from napari_vsr.classic import Pipeline, get_preset
         from napari_vsr.enhancers.classic import ClassicEnhancer
 
