@@ -358,6 +358,9 @@ def test_live_preview_of_a_single_image(viewer, builder, qtbot, frames):
     np.testing.assert_array_equal(layer.data, builder.pipeline().apply(frames[3]))
     # nearest x3: output pixel 3 * y + 1 is the centre of source pixel y
     np.testing.assert_allclose(layer.world_to_data(image.data_to_world((10, 20))), (31, 61))
+    # the source removed: its preview goes with it
+    viewer.layers.remove("still")
+    qtbot.waitUntil(lambda: "still pipeline preview" not in viewer.layers, timeout=5000)
     # another float image: its dtype is refused in words, not a traceback
     viewer.add_image(frames[3].astype(np.float64), name="floaty", rgb=True)
     builder.set_preview_target(viewer, _getter(viewer, "floaty"))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_vsr.classic.pipeline import Pipeline
 from napari_vsr.errors import ParameterError, VsrError
@@ -180,8 +180,10 @@ class LivePreview(QObject):
         # napari's time-slider event calls this hook, not a method: a builder deleted with the
         # preview on deletes this QObject, and napari cannot even disconnect a method of a
         # deleted QObject (it looks the method up on it)
-        self._hook = _RequestHook(self)
-        self.destroyed.connect(self._hook.kill)
+        self._on_step = _Hook(self, "request")
+        self._on_removed = _Hook(self, "_layer_removed")
+        for hook in (self._on_step, self._on_removed):
+            self.destroyed.connect(hook.kill)
 
     # --- switching ------------------------------------------------------------------------
     def set_enabled(self, on: bool) -> None:
@@ -194,11 +196,14 @@ class LivePreview(QObject):
         self._pending = None
         self._last_key = None
         dims = self.viewer.dims.events.current_step
+        removed = self.viewer.layers.events.removed
         if on:
-            dims.connect(self._hook)
+            dims.connect(self._on_step)
+            removed.connect(self._on_removed)
             self.request()
         else:
-            dims.disconnect(self._hook)
+            dims.disconnect(self._on_step)
+            removed.disconnect(self._on_removed)
             self.remove_layer()
             self.status.emit("")
 
@@ -288,6 +293,27 @@ class LivePreview(QObject):
         self.status.emit(f"Preview failed: {type(exc).__name__}: {exc}")
 
     # --- the layer ------------------------------------------------------------------------
+    def _layer_removed(self, event: Any) -> None:
+        """The source went: its preview goes too (the preview layer itself: forgotten)."""
+        gone = getattr(event, "value", None)
+        if gone is None or self.layer is None:
+            return
+        if gone.name == self.layer.name:
+            self.layer = None
+            self._last_key = None
+        elif preview_name(gone.name) == self.layer.name:
+            # not inside napari's removal (the viewer may be clearing its list): next turn
+            QTimer.singleShot(0, self._drop_orphan)
+
+    def _drop_orphan(self) -> None:
+        layer = self.layer
+        if layer is None or layer not in self.viewer.layers:
+            return
+        source = layer.metadata.get("napari_vsr_preview", {}).get("source")
+        if source not in self.viewer.layers:
+            self.remove_layer()
+            self._last_key = None
+
     def _show(self, result: tuple[PreviewRequest, np.ndarray | str]) -> None:
         req, image = result
         if not self.enabled or req.generation != self._generation:
@@ -322,12 +348,13 @@ class LivePreview(QObject):
         self.updated.emit()
 
 
-class _RequestHook:
-    """Calls :meth:`LivePreview.request` until the preview is deleted (a plain object: safe to
-    keep in napari's event after the QObject is gone)."""
+class _Hook:
+    """Calls a method of a :class:`LivePreview` until the preview is deleted (a plain object:
+    safe to keep in napari's events after the QObject is gone)."""
 
-    def __init__(self, preview: LivePreview):
+    def __init__(self, preview: LivePreview, method: str):
         self._preview = weakref.ref(preview)
+        self._method = method
         self.alive = True
 
     def kill(self, *args: Any) -> None:
@@ -336,7 +363,7 @@ class _RequestHook:
     def __call__(self, event: Any = None) -> None:
         preview = self._preview() if self.alive else None
         if preview is not None:
-            preview.request(event)
+            getattr(preview, self._method)(event)
 
 
 def _frame_size(req: PreviewRequest) -> tuple[int, int]:

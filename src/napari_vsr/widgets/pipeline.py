@@ -259,7 +259,10 @@ class PipelineBuilder(QWidget):
     def set_preview_target(self, viewer: napari.Viewer,
                            layer_getter: Callable[[], Image | None]) -> None:
         """Enable "Live preview": the frame of ``layer_getter()`` under ``viewer``'s time
-        slider, run through the pipeline, shown as ``"<layer> pipeline preview"``."""
+        slider, run through the pipeline, shown as ``"<layer> pipeline preview"`` over it.
+
+        It follows edits and the time slider; call :meth:`refresh_preview` when the getter's
+        layer changes.  Removing the source removes its preview."""
         if self._preview is not None:
             self._preview.set_enabled(False)
             self._preview.deleteLater()
@@ -268,6 +271,12 @@ class PipelineBuilder(QWidget):
         self.preview_check.setEnabled(True)
         if self.preview_check.isChecked():
             self._preview.set_enabled(True)
+
+    def refresh_preview(self) -> None:
+        """Preview again now (the owner calls it when ``layer_getter`` would return another
+        layer; edits and time-slider moves refresh it by themselves)."""
+        if self._preview is not None:
+            self._preview.request()
 
     @property
     def preview(self) -> LivePreview | None:
