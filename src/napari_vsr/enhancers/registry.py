@@ -7,10 +7,15 @@ PyTorch is imported only when a network method is made.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from napari_vsr.enhancers.base import Enhancer
 from napari_vsr.errors import ParameterError
 from napari_vsr.jobs.progress import CancelToken, ProgressCallback
+
+if TYPE_CHECKING:
+    from napari_vsr.classic import Pipeline
 
 #: the method names :func:`make_enhancer` accepts
 METHODS = ("realbasicvsr", "classic")
@@ -21,6 +26,7 @@ def make_enhancer(
     *,
     preset: str | None = None,
     recipe: str | os.PathLike | None = None,
+    pipeline: Pipeline | Mapping[str, Any] | None = None,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "auto",
@@ -39,6 +45,10 @@ def make_enhancer(
         Classic only: a named pipeline (default "seed" when neither preset nor recipe is given).
     recipe : path-like, optional
         Classic only: a pipeline saved as JSON or YAML.
+    pipeline : Pipeline or mapping, optional
+        Classic only: an inline recipe, a :class:`~napari_vsr.classic.Pipeline` or its
+        :meth:`~napari_vsr.classic.Pipeline.to_dict` form (what the pipeline builder makes);
+        validated like a recipe file.
     weights, device, precision, channels_last, compile, progress, cancel
         RealBasicVSR only; see :class:`~napari_vsr.enhancers.realbasicvsr.RealBasicVSREnhancer`.
     frame_size : (int, int), optional
@@ -54,12 +64,16 @@ def make_enhancer(
     Raises
     ------
     ParameterError
-        Unknown method, or options that belong to the other method.
+        Unknown method, options that belong to the other method, more than one of
+        preset/recipe/pipeline, or an invalid inline recipe.
     """
     key = (method or "").strip().lower()
     if key == "realbasicvsr":
-        if preset is not None or recipe is not None:
-            raise ParameterError("--preset/--recipe belong to --method classic, not realbasicvsr")
+        if preset is not None or recipe is not None or pipeline is not None:
+            raise ParameterError(
+                "a preset or recipe (--preset/--recipe, or a built pipeline) belongs to the "
+                "classic method, not realbasicvsr"
+            )
         from napari_vsr.enhancers.realbasicvsr import RealBasicVSREnhancer
 
         return RealBasicVSREnhancer(
@@ -74,15 +88,24 @@ def make_enhancer(
     if key == "classic":
         if weights is not None:
             raise ParameterError("--weights belongs to --method realbasicvsr, not classic")
-        if preset is not None and recipe is not None:
-            raise ParameterError("give either --preset or --recipe, not both")
+        given = [what for what, value in (("a preset", preset), ("a recipe file", recipe),
+                                          ("a built pipeline", pipeline)) if value is not None]
+        if len(given) > 1:
+            raise ParameterError(
+                "choose one of a preset (--preset), a recipe file (--recipe) or a built "
+                f"pipeline; got {' and '.join(given)}"
+            )
         from napari_vsr.classic import Pipeline, get_preset
         from napari_vsr.enhancers.classic import ClassicEnhancer
 
-        pipeline = (
-            Pipeline.from_file(recipe) if recipe is not None else get_preset(preset or "seed")
-        )
-        enhancer = ClassicEnhancer(pipeline)
+        if pipeline is not None:
+            chosen = (pipeline if isinstance(pipeline, Pipeline)
+                      else Pipeline.from_dict(pipeline))
+        elif recipe is not None:
+            chosen = Pipeline.from_file(recipe)
+        else:
+            chosen = get_preset(preset or "seed")
+        enhancer = ClassicEnhancer(chosen)
         if frame_size is not None:
             enhancer.check_frame_size(*frame_size)
         return enhancer

@@ -28,6 +28,7 @@ _COMPARED = (
     (("method", "method"), "method"),
     (("method", "preset"), "preset"),
     (("method", "recipe"), "recipe"),
+    (("method", "pipeline"), "recipe steps (built in napari)"),
     (("recipe_sha256",), "recipe contents"),
     (("weights_sha256",), "weights (SHA-256)"),
     (("precision",), "precision"),

@@ -6,7 +6,9 @@ method can be written into its manifest and rebuilt by a Dask worker process.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,20 @@ class MethodOptions:
     """The enhancement method and its options, as a user chose them.
 
     ``device``/``precision``/``weights``/``channels_last``/``compile`` apply to RealBasicVSR,
-    ``preset``/``recipe`` to the classic method (see :func:`napari_vsr.enhancers.make_enhancer`).
+    ``preset``/``recipe``/``pipeline`` to the classic method (at most one of the three; see
+    :func:`napari_vsr.enhancers.make_enhancer`).
+
+    ``pipeline`` is an inline recipe: the :meth:`~napari_vsr.classic.Pipeline.to_dict` form of a
+    pipeline (``{"name", "description", "steps": [{"op": ..., <param>: value}, ...]}``, the
+    same keys as a recipe file), as the pipeline builder makes it.  A
+    :class:`~napari_vsr.classic.Pipeline` may be given; it is stored as that dict (a deep copy
+    of plain JSON types), so the options stay JSON-serialisable and go into a job's manifest
+    as they are: a resumed job or a Dask worker rebuilds the same pipeline.
+
+    Raises
+    ------
+    ParameterError
+        ``pipeline`` is neither a Pipeline nor a mapping, or holds values JSON cannot write.
     """
 
     method: str = "realbasicvsr"
@@ -30,6 +45,14 @@ class MethodOptions:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    pipeline: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pipeline is not None:
+            object.__setattr__(self, "pipeline", _plain_recipe(self.pipeline))
+
+    def __hash__(self) -> int:  # the inline recipe is a dict: hash the JSON form
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,9 +79,28 @@ class MethodOptions:
         from napari_vsr.enhancers import make_enhancer
 
         return make_enhancer(
-            self.method, preset=self.preset, recipe=self.recipe, weights=self.weights,
-            device=self.device, precision=self.precision, channels_last=self.channels_last,
-            compile=self.compile, progress=progress, cancel=cancel, frame_size=frame_size)
+            self.method, preset=self.preset, recipe=self.recipe, pipeline=self.pipeline,
+            weights=self.weights, device=self.device, precision=self.precision,
+            channels_last=self.channels_last, compile=self.compile, progress=progress,
+            cancel=cancel, frame_size=frame_size)
+
+
+def _plain_recipe(value: Any) -> dict[str, Any]:
+    """An inline recipe as a fresh dict of plain JSON types (a Pipeline: its ``to_dict()``)."""
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, Mapping):
+        value = to_dict()
+    if not isinstance(value, Mapping):
+        raise ParameterError(
+            f"method options: 'pipeline' must be a recipe (a Pipeline or its to_dict() form), "
+            f"got {type(value).__name__}"
+        )
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(
+            f"method options: the inline recipe holds a value that is not plain data ({exc})"
+        ) from None
 
 
 @dataclass(frozen=True)
