@@ -102,14 +102,14 @@ def result_layer_data(path: str | os.PathLike) -> LayerData:
     The keywords place the layer over its source frame-synced (the stored ``layer``
     placement: name, rgb, scale, translate), carry the provenance record as metadata (with
     ``fps_float`` and ``store_path``) and set contrast limits from the dtype.  A result whose
-    job was interrupted is named "... (partial)".
+    job was interrupted is named "... (partial)" and shows only its finished frames.
     """
-    from napari_vsr.jobs.results import layer_kwargs, open_result
+    from napari_vsr.jobs.results import finished_view, layer_kwargs, open_result
 
     store, metadata = open_result(path)
     kwargs = layer_kwargs(path, store, metadata)
     kwargs.pop("multiscale", None)
-    return store, kwargs, "image"
+    return finished_view(path, store, metadata), kwargs, "image"
 
 
 def layer_data(path: str | os.PathLike) -> LayerData:

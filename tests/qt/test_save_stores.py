@@ -311,16 +311,28 @@ def test_deleting_a_layer_deletes_its_managed_store_unless_kept(viewer, qtbot, g
         viewer.open(str(path), plugin="napari-vsr")
     by_store = {Path(layer.metadata["store_path"]).name: layer for layer in viewer.layers}
 
+    viewer.add_image(np.zeros((2, 4, 4)), name="other")  # the viewer is never left empty
     viewer.layers.remove(by_store["a.zarr"])  # unchecked: the store goes with its layer
-    assert not a.exists() and "deleted the store of" in panel.status_label.text()
+    qtbot.waitUntil(lambda: not a.exists(), timeout=5000)  # once the removal is over
+    assert "deleted the store of" in panel.status_label.text()
     viewer.layers.remove(by_store["c.zarr"])  # a running job writes it: kept
-    assert c.exists() and "running" in panel.status_label.text()
+    qtbot.waitUntil(lambda: "running" in panel.status_label.text(), timeout=5000)
+    assert c.exists()
     viewer.layers.remove(by_store[gray_store.name])  # outside the managed folder: kept
+    qtbot.wait(50)
     assert gray_store.exists()
     panel.keep_check.setChecked(True)
     viewer.layers.remove(by_store["b.zarr"])
+    qtbot.wait(50)
     assert b.exists()
     assert panel.store_list.count() == 2
+    # closing the viewer removes every layer: that deletes no store
+    viewer.layers.remove("other")
+    panel.keep_check.setChecked(False)
+    [b_layer] = viewer.open(str(b), plugin="napari-vsr")
+    viewer.layers.clear()
+    qtbot.wait(50)
+    assert b.exists()
 
 
 def test_removing_a_layer_through_the_plugin_proxy(make_napari_viewer, qtbot, gray_source):
@@ -339,7 +351,8 @@ def test_removing_a_layer_through_the_plugin_proxy(make_napari_viewer, qtbot, gr
     panel.open_selected()  # already open: made the active layer, not opened twice
     assert len(viewer.layers) == 2 and viewer.layers.selection.active.name == layer.name
     proxy.layers.remove(proxy.layers[0])
-    assert not a.exists() and [x.name for x in viewer.layers] == ["other"]
+    qtbot.waitUntil(lambda: not a.exists(), timeout=5000)
+    assert [x.name for x in viewer.layers] == ["other"]
     assert layer.metadata["store_path"] == str(a)
 
 

@@ -124,6 +124,26 @@ def layer_kwargs(path: str | os.PathLike, store, metadata: dict[str, Any]) -> di
     return kwargs
 
 
+def finished_view(path: str | os.PathLike, store, metadata: dict[str, Any]):
+    """What a layer of the result shows: the store itself when the result is complete, else
+    a lazy view of its leading finished frames (:func:`napari_vsr.jobs.stores.finished_frames`),
+    so the unfinished, still black frames do not cover the source.  A partial result without
+    a finished frame is shown whole."""
+    if not metadata.get("partial"):
+        return store
+    from napari_vsr.jobs.stores import finished_frames
+
+    n = finished_frames(path)
+    if n == 0 or n >= store.shape[0]:
+        return store
+    import dask.array as da
+    import numpy as np
+
+    chunks = (1, *store.shape[1:])
+    return da.from_array(store, chunks=chunks,
+                         meta=np.empty((0,) * store.ndim, store.dtype))[:n]
+
+
 def source_placement(metadata: dict[str, Any]) -> Placement:
     """The source layer's placement, recovered from a result's placement (the inverse of
     :func:`napari_vsr.placement.result_placement`), so a resumed job records the same one."""

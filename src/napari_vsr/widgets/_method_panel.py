@@ -113,9 +113,10 @@ class MethodPanel(QWidget):
 
     changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, on_builder=None):
         super().__init__(parent)
         self.builder = None  # the pipeline builder, made when first chosen
+        self._on_builder = on_builder  # called with the builder once it exists
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
 
@@ -211,6 +212,8 @@ class MethodPanel(QWidget):
         self.builder = PipelineBuilder()
         self.builder.changed.connect(self.changed)
         self.builder_box.layout().addWidget(self.builder)
+        if self._on_builder is not None:
+            self._on_builder(self.builder)
 
     def _weights_changed(self, index=None) -> None:
         is_file = self.weights_combo.currentData() == "file"
@@ -315,5 +318,7 @@ class MethodPanel(QWidget):
         """The method's part of a store name ("RealBasicVSR x4", "classic:seed")."""
         if method.method == "realbasicvsr":
             return f"{DISPLAY_NAMES['realbasicvsr']} x4"
-        what = method.preset or (Path(method.recipe).stem if method.recipe else "pipeline")
+        what = method.preset or (Path(method.recipe).stem if method.recipe else None)
+        if what is None:
+            what = (method.pipeline or {}).get("name") or "pipeline"
         return f"classic:{what}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QComboBox,
     QFrame,
     QLabel,
     QScrollArea,
@@ -132,3 +133,31 @@ def scrolling(inner: QWidget, *, max_min_height: int = 260) -> QScrollArea:
 def plural(n: int, word: str) -> str:
     """``"1 frame"``, ``"3 frames"``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class NameCombo(QComboBox):
+    """A combo box of layer names that never widens its dock: long names are cut at the end
+    in the box (the whole name is its tooltip) and shown whole in the open list."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.currentTextChanged.connect(self._tip)
+        self._base_tip = ""
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        self._base_tip = text
+        self._tip(self.currentText())
+
+    def _tip(self, text: str) -> None:
+        tip = f"{self._base_tip}\n{text}" if text and self._base_tip else (text or self._base_tip)
+        super().setToolTip(tip)
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt's name)
+        view = self.view()
+        width = max((view.sizeHintForColumn(0) if self.count() else 0) + 24, self.width())
+        view.setMinimumWidth(width)
+        super().showPopup()

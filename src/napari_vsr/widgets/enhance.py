@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -34,6 +33,7 @@ from napari_vsr.jobs.progress import STAGE_ENHANCING, Progress
 from napari_vsr.jobs.request import JobRequest, Placement
 from napari_vsr.jobs.results import (
     default_store_dir,
+    finished_view,
     is_result_store,
     is_resumable,
     layer_kwargs,
@@ -43,7 +43,7 @@ from napari_vsr.jobs.results import (
 )
 from napari_vsr.jobs.runner import JobResult
 from napari_vsr.widgets._method_panel import MethodPanel
-from napari_vsr.widgets._parts import Section, StatusLine, plural, scrolling
+from napari_vsr.widgets._parts import NameCombo, Section, StatusLine, plural, scrolling
 from napari_vsr.widgets._range_panel import RangePanel
 from napari_vsr.widgets.layer_job import JobEnd, LayerJob, Outcome, find_layer
 
@@ -93,7 +93,8 @@ def open_result_layer(viewer: napari.viewer.Viewer, path) -> Image:
         interrupted; Resume continues such a job when its job folder is still there.
     """
     store, metadata = open_result(path)
-    layer = viewer.add_image(store, **layer_kwargs(path, store, metadata))
+    layer = viewer.add_image(finished_view(path, store, metadata),
+                             **layer_kwargs(path, store, metadata))
     if metadata.get("partial"):
         how = ("Resume continues it" if is_resumable(metadata)
                else "its job folder is gone, so it cannot be resumed")
@@ -174,7 +175,7 @@ class EnhanceWidget(QWidget):
         outer.setContentsMargins(4, 4, 4, 4)
         top = QFormLayout()
         top.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.source_combo = QComboBox()
+        self.source_combo = NameCombo()
         self.source_combo.setToolTip("the image layer to enhance (a video or a frame stack)")
         self.source_combo.currentIndexChanged.connect(self._source_changed)
         top.addRow("Source", self.source_combo)
@@ -183,7 +184,7 @@ class EnhanceWidget(QWidget):
         body = QWidget()
         inner = QVBoxLayout(body)
         inner.setContentsMargins(0, 0, 0, 0)
-        self.method_panel = MethodPanel()
+        self.method_panel = MethodPanel(on_builder=self._builder_made)
         self.method_panel.changed.connect(self._form_changed)
         self.method_section = Section("Method", self.method_panel,
                                       tooltip="the enhancement method and its settings")
@@ -209,6 +210,7 @@ class EnhanceWidget(QWidget):
         self.segment_spin, self.out_edit = rp.segment_spin, rp.out_edit
         self.start_spin, self.stop_spin = rp.start_spin, rp.stop_spin
         self.keep_partial = rp.keep_partial
+        self.out_edit.editingFinished.connect(self._store_folder_changed)
         self.scroll = scrolling(body)
         outer.addWidget(self.scroll, 1)
 
@@ -259,10 +261,13 @@ class EnhanceWidget(QWidget):
         except ImportError:  # the store manager is not part of this installation
             return panel
         self.stores_panel = StoresPanel(self.viewer)
-        if hasattr(self.stores_panel, "set_busy_paths"):
-            self.stores_panel.set_busy_paths(self._busy_paths)
+        self.stores_panel.set_busy_paths(self._busy_paths)
         lay.addWidget(self.stores_panel)
         return panel
+
+    def _store_folder_changed(self) -> None:
+        if self.stores_panel is not None:
+            self.stores_panel.set_folder(self.range_panel.store_dir())
 
     def _busy_paths(self) -> set[str]:
         job = self.job
@@ -311,8 +316,15 @@ class EnhanceWidget(QWidget):
             self._source_id = new_id
             n = int(layer.data.shape[0]) if layer is not None and layer.ndim >= 3 else 0
             self.range_panel.set_frame_count(n)
+            builder = getattr(self, "method_panel", None) and self.method_panel.builder
+            if builder is not None:
+                builder.refresh_preview()
         self._update_buttons()
         self._form_changed()
+
+    def _builder_made(self, builder) -> None:
+        """The pipeline builder's live preview follows this widget's source layer."""
+        builder.set_preview_target(self.viewer, lambda: self.source_layer)
 
     def _form_changed(self) -> None:
         self._armed_preview = None

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -148,6 +148,7 @@ class StoresPanel(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)  # docked alone, spare height goes below, not between rows
 
+        self._removed: list[tuple[str, str]] = []
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         from napari_vsr._reader import prefer_for_result_stores
@@ -366,11 +367,28 @@ class StoresPanel(QWidget):
         self.refresh()
 
     def _on_layer_removed(self, event) -> None:
+        """Remember the store of a removed result layer; it is deleted once the removal is
+        over (see :meth:`_flush_removed`)."""
         layer = getattr(event, "value", None)
         path = (getattr(layer, "metadata", None) or {}).get("store_path")
         if path and not self.keep_stores:
-            self.remove_store_of_layer(path, getattr(layer, "name", ""))
-        self.refresh()
+            if not self._removed:
+                QTimer.singleShot(0, self._flush_removed)
+            self._removed.append((path, getattr(layer, "name", "")))
+
+    def _flush_removed(self) -> None:
+        """Delete the stores of the layers removed since the last turn of the event loop,
+        unless the viewer is now empty: napari's ``Viewer.close`` (and Layers > clear) removes
+        every layer, and closing the window must not delete results."""
+        removed, self._removed = self._removed, []
+        try:
+            if len(self.viewer.layers) == 0:
+                return
+            for path, name in removed:
+                self.remove_store_of_layer(path, name)
+            self.refresh()
+        except RuntimeError:  # this panel or the viewer's Qt side is gone: it closed
+            return
 
     def remove_store_of_layer(self, path: str | os.PathLike, name: str = "") -> StoreInfo | None:
         """Delete the store of a deleted layer, when it lies in the managed folder, no other
