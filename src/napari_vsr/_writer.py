@@ -61,19 +61,21 @@ def saved_frame_count(data: Any, metadata: dict[str, Any], *, rgb: bool) -> tupl
     store = metadata.get("store_path")
     if not metadata.get("partial") or not store:
         return n, None
-    from napari_vsr.jobs.results import is_result_store
+    from napari_vsr.jobs.results import is_result_store, open_result
     from napari_vsr.jobs.stores import finished_frames
 
     if not is_result_store(store):
         return n, None
+    # the layer may show the whole store or (napari-vsr's layers) only its finished frames
+    total = int(open_result(store)[0].shape[0])
     done = min(n, finished_frames(store))
     if done == 0:
         raise ParameterError(
             "the result is partial and no frame is finished yet: nothing to save",
             path=store)
-    if done == n:
+    if done == total:
         return n, None
-    return done, (f"the result is partial: saving its {done} finished frames of {n}; the "
+    return done, (f"the result is partial: saving its {done} finished frames of {total}; the "
                   "others are not enhanced yet")
 
 

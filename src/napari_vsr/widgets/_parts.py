@@ -3,7 +3,7 @@ wraps instead of widening the dock, and a scroll area that lets a tall form fit 
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFrame,
@@ -20,6 +20,8 @@ from napari_vsr.errors import napari_wording
 #: characters after which a long word (a URL, a path) may break across lines
 _BREAK_AFTER = "/\\_.,:=&?-"
 _ZWSP = "\u200b"
+#: the most lines a status line takes
+MAX_STATUS_LINES = 5
 
 
 def breakable(text: str) -> str:
@@ -48,6 +50,9 @@ class StatusLine(QLabel):
         # Ignored horizontally: the layout gives the label the dock's width, never the text's
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         self.setMinimumWidth(10)
+        # at most a few lines, so that a long message never makes the window taller than the
+        # screen; the whole text is the tooltip
+        self.setMaximumHeight(self.fontMetrics().lineSpacing() * MAX_STATUS_LINES + 4)
         self._plain = ""
 
     def show_message(self, text: str) -> None:
@@ -55,6 +60,7 @@ class StatusLine(QLabel):
         self._plain = text
         self.setText(breakable(text))
         self.setToolTip(text if len(text) > 60 else "")
+        self.updateGeometry()
 
     def clear_message(self) -> None:
         self.show_message("")
@@ -117,17 +123,42 @@ class Section(QWidget):
         self.content.setVisible(on)
 
 
+class _FormScroll(QScrollArea):
+    """A vertical scroll area that is as wide as its content needs and may be short."""
+
+    def __init__(self, inner: QWidget, max_min_height: int):
+        super().__init__()
+        self._max_min_height = max_min_height
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        # napari's docks keep the width they were given (their minimum is 50 px): a form
+        # wider than a narrowed dock scrolls instead of being cut
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.setWidget(inner)
+        inner.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # a section opened or closed: the width it needs changed
+        return super().eventFilter(obj, event)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        inner = self.widget().minimumSizeHint()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(inner.width() + bar, min(self._max_min_height, inner.height()))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        inner = self.widget().sizeHint()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(inner.width() + bar, inner.height())
+
+
 def scrolling(inner: QWidget, *, max_min_height: int = 260) -> QScrollArea:
-    """``inner`` in a frameless vertical scroll area whose minimum height is small, so the dock
-    (and the window) fits any screen; the form scrolls when the dock is short."""
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setWidget(inner)
-    area.setMinimumHeight(min(max_min_height, inner.minimumSizeHint().height()))
-    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-    return area
+    """``inner`` in a frameless vertical scroll area as wide as ``inner`` needs, whose minimum
+    height is small, so the dock (and the window) fits any screen; the form scrolls when the
+    dock is short."""
+    return _FormScroll(inner, max_min_height)
 
 
 def plural(n: int, word: str) -> str:

@@ -41,11 +41,10 @@ class RangePanel(QWidget):
         fl.addWidget(self.start_spin, 1)
         fl.addWidget(QLabel("to"))
         fl.addWidget(self.stop_spin, 1)
-        self.count_label = QLabel()
-        fl.addWidget(self.count_label)
         for spin in (self.start_spin, self.stop_spin):
             spin.valueChanged.connect(self._range_changed)
         form.addRow("Frames", frames)
+        self.frames_label = form.labelForField(frames)
 
         self.chunk_spin = auto_spin(0, 10000, "auto", 0,
                                     "frames processed together (auto: the method's choice)")
@@ -63,7 +62,7 @@ class RangePanel(QWidget):
             str(default_store_dir()), "folder for the on-disk result stores (.zarr)",
             self._pick_folder)
         form.addRow("Store in", self.out_row)
-        self.keep_partial = QCheckBox("keep the finished part when cancelled")
+        self.keep_partial = QCheckBox("keep finished frames on cancel")
         self.keep_partial.setToolTip(
             "a cancelled run keeps its finished frames as a partial result that Resume "
             "continues; unchecked, the unfinished result is removed")
@@ -94,11 +93,8 @@ class RangePanel(QWidget):
 
     def _range_changed(self, *args) -> None:
         count = self.stop_spin.value() - self.start_spin.value() + 1
-        if self._n == 0:
-            self.count_label.setText("")
-        else:
-            self.count_label.setText(f"({count} frame{'s' if count != 1 else ''})"
-                                     if count > 0 else "(none)")
+        what = f"{count} frame{'s' if count != 1 else ''}" if self._n and count > 0 else "none"
+        self.frames_label.setToolTip(f"the frames to enhance, both included: {what}")
         self.changed.emit()
 
     def frame_range(self) -> tuple[int, int]:

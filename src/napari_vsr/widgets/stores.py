@@ -79,7 +79,7 @@ class StoresPanel(QWidget):
 
     Notes
     -----
-    When "Keep result stores when their layer is deleted" is unchecked (the default), removing
+    When "keep stores of deleted layers" is unchecked (the default), removing
     a result layer whose store lies in the managed folder deletes the store and its job state
     folder, unless a running job writes it (:meth:`set_busy_paths`, or a job lock held by any
     process) or another layer still shows it.  Stores elsewhere (a CLI ``-o x.zarr``) are
@@ -136,7 +136,7 @@ class StoresPanel(QWidget):
             row.addWidget(button)
         layout.addLayout(row)
 
-        self.keep_check = QCheckBox("Keep result stores when their layer is deleted")
+        self.keep_check = QCheckBox("keep stores of deleted layers")
         self.keep_check.setChecked(False)
         self.keep_check.setToolTip(
             "Unchecked: deleting a result layer also deletes its store in this folder, so "
