@@ -306,7 +306,7 @@ def wipe_composite(
 
 
 class ColumnWindow:
-    """Columns ``[start, W)`` of a frame sequence, read lazily: the part of the right layer a
+    """Columns ``[start, stop)`` of a frame sequence, read lazily: the part of one layer a
     viewer shows beside a wipe divider, so the wipe needs no composite.
 
     Parameters
@@ -314,29 +314,34 @@ class ColumnWindow:
     data : array-like, (T, H, W) or (T, H, W, C)
         Any sequence napari can show (numpy, zarr, :class:`napari_vsr.io.FrameArray`); indexed
         frame by frame, never modified.
-    start : int
-        First column shown; clipped to ``[0, W]``.
+    start, stop : int
+        The columns shown; both clipped to ``[0, W]`` (``stop`` None: ``W``; ``stop`` below
+        ``start``: an empty window).
 
     Notes
     -----
-    The window has shape ``(T, H, W - start[, C])`` and the dtype of ``data``.  Indexing with a
-    frame index first (what a viewer does for one time step) reads that whole frame once and
-    keeps it, shared with every window made by :meth:`with_start`, so moving the divider over
-    the same frame costs a slice of a cached array, not another read or decode.
+    The window has shape ``(T, H, stop - start[, C])`` and the dtype of ``data``.  Indexing
+    one frame (``t`` or ``t:t+1`` first, what a viewer does for one time step) reads that
+    whole frame once and keeps it, shared with every window made by :meth:`with_columns`, so moving the
+    divider over the same frame costs a slice of a cached array, not another read or decode.
     """
 
     _AXIS = 2
 
-    def __init__(self, data, start: int, *, _cache: _LastFrame | None = None):
+    def __init__(self, data, start: int = 0, stop: int | None = None, *,
+                 _cache: _LastFrame | None = None):
         shape = tuple(int(s) for s in data.shape)
         if len(shape) not in (3, 4):
             raise ParameterError(
                 f"a column window needs frames (T, H, W) or (T, H, W, C), got shape {shape}"
             )
+        width = shape[self._AXIS]
         self._data = data
-        self._start = min(max(int(start), 0), shape[self._AXIS])
+        self._start = min(max(int(start), 0), width)
+        stop = width if stop is None else min(max(int(stop), 0), width)
+        self._stop = max(stop, self._start)
         self._cache = _cache if _cache is not None else _LastFrame(data)
-        self.shape = shape[:2] + (shape[2] - self._start,) + shape[3:]
+        self.shape = shape[:2] + (self._stop - self._start,) + shape[3:]
         self.dtype = np.dtype(data.dtype)
         self.ndim = len(shape)
 
@@ -346,15 +351,20 @@ class ColumnWindow:
         return self._start
 
     @property
+    def stop(self) -> int:
+        """One past the last column of ``data`` this window shows."""
+        return self._stop
+
+    @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def with_start(self, start: int) -> ColumnWindow:
-        """The same data seen from column ``start``, sharing the frame read last."""
-        return ColumnWindow(self._data, start, _cache=self._cache)
+    def with_columns(self, start: int = 0, stop: int | None = None) -> ColumnWindow:
+        """The same data seen through columns ``[start, stop)``, sharing the frame read last."""
+        return ColumnWindow(self._data, start, stop, _cache=self._cache)
 
     def _shift(self, index):
         """An index along the window's column axis as an index into ``data``."""
@@ -372,6 +382,8 @@ class ColumnWindow:
             return (i % width) + self._start
         arr = np.asarray(index)
         if arr.dtype.kind in "ui":
+            if arr.size and not (np.all(arr >= -width) and np.all(arr < width)):
+                raise IndexError(f"columns {arr} are outside a window of width {width}")
             return np.where(arr < 0, arr + width, arr) + self._start
         raise TypeError(f"unsupported column index {index!r}; use ints, slices or int arrays")
 
@@ -389,10 +401,14 @@ class ColumnWindow:
         basic = all(isinstance(k, slice | int | np.integer) for k in key[1:])
         if basic and isinstance(key[0], int | np.integer):  # one frame: the cached read
             return self._cache.frame(int(key[0]))[key[1:]]
+        if basic and isinstance(key[0], slice):
+            frames = range(*key[0].indices(self.shape[0]))
+            if len(frames) == 1:  # napari's way to ask for one frame: t:t+1
+                return self._cache.frame(frames[0])[None][(slice(None),) + key[1:]]
         return np.asarray(self._data[key])
 
     def __array__(self, dtype=None, copy=None):
-        out = np.asarray(self._data[:, :, self._start:])
+        out = np.asarray(self._data[:, :, self._start:self._stop])
         return out if dtype is None else out.astype(dtype)
 
 

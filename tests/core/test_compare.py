@@ -321,36 +321,51 @@ class _CountingFrames:
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 10), (4, 6, 10, 3)])
-@pytest.mark.parametrize("start", [0, 3, 9, 10, 15, -2])
-def test_column_window_is_the_right_part(rng, shape, start):
+@pytest.mark.parametrize("start, stop", [(0, None), (3, None), (9, None), (10, None),
+                                         (15, None), (-2, None), (0, 4), (2, 7), (6, 3),
+                                         (0, 0), (4, 99)])
+def test_column_window_is_those_columns(rng, shape, start, stop):
     data = rng.integers(0, 256, size=shape, dtype=np.uint8)
-    win = compare.ColumnWindow(data, start)
-    s = min(max(start, 0), 10)
-    expected = data[:, :, s:]
+    win = compare.ColumnWindow(data, start, stop)
+    lo = min(max(start, 0), 10)
+    hi = max(lo, 10 if stop is None else min(max(stop, 0), 10))
+    expected = data[:, :, lo:hi]
     assert win.shape == expected.shape and win.dtype == data.dtype and win.ndim == data.ndim
-    assert win.start == s and len(win) == 4
+    assert (win.start, win.stop, len(win)) == (lo, hi, 4)
     np.testing.assert_array_equal(np.asarray(win), expected)
     if expected.shape[2] == 0:
+        assert win[1].shape == expected[1].shape
         return
     keys = [2, (2,), (1, slice(None), slice(None)), (3, slice(1, 5), slice(1, None, 2)),
             (Ellipsis,), (0, Ellipsis), (slice(0, 2), slice(None), -1), (2, 3, 0),
-            (1, slice(None), slice(None, None, -1)), (1, slice(None), np.array([0, -1]))]
+            (1, slice(None), slice(None, None, -1)), (1, slice(None), np.array([0, -1])),
+            (slice(2, 3), slice(None), slice(None)), (slice(3, 4), 1), (slice(-1, None),),
+            (slice(1, 3), slice(1, 4))]
     for key in keys:
         np.testing.assert_array_equal(win[key], expected[key], err_msg=str(key))
     with pytest.raises(IndexError):
         win[0, 0, expected.shape[2]]
+    with pytest.raises(IndexError):
+        win[0, 0, np.array([expected.shape[2]])]
 
 
 def test_column_window_reads_a_frame_once_for_every_divider_position(rng):
     frames = _CountingFrames(rng.integers(0, 256, size=(3, 8, 20, 3), dtype=np.uint8))
     win = compare.ColumnWindow(frames, 5)
     np.testing.assert_array_equal(win[1], frames.data[1, :, 5:])
-    for start in (0, 7, 12, 19):
-        win = win.with_start(start)
-        np.testing.assert_array_equal(win[1], frames.data[1, :, start:])
+    for start, stop in ((0, 3), (7, None), (0, 12), (19, 20)):
+        win = win.with_columns(start, stop)
+        np.testing.assert_array_equal(win[1], frames.data[1, :, start:stop])
     assert frames.reads == 1  # one read of frame 1, then slices of it
     np.testing.assert_array_equal(win[2, :, :1], frames.data[2, :, 19:20])
     assert frames.reads == 2
+    # napari asks for one frame as t:t+1
+    np.testing.assert_array_equal(win[2:3, 1:4], frames.data[2:3, 1:4, 19:20])
+    np.testing.assert_array_equal(win.with_columns(3, 9)[slice(2, 3), :, ::2],
+                                  frames.data[2:3, :, 3:9:2])
+    assert frames.reads == 2
+    np.testing.assert_array_equal(win[0:2], frames.data[0:2, :, 19:20])  # several: read
+    assert frames.reads == 3
     with pytest.raises(ParameterError, match="shape"):
         compare.ColumnWindow(np.zeros((4, 4)), 0)
     with pytest.raises(IndexError):
