@@ -4,12 +4,13 @@ Thin by design: pixels and numbers come from :mod:`napari_vsr.compare`; this mod
 frames from layers (matched by world time, so a result of a frame range lines up with its
 source), shows them and runs the long parts in thread workers.
 
-The wipe composites nothing: napari draws the right layer's data (a layer sharing its array)
-and, on top, only the columns of the left layer left of the divider (a lazy
-:class:`~napari_vsr.compare.ColumnWindow` of columns ``[0, divider)``, so its placement never
-changes), both in the layers' own world coordinates.  A divider move swaps the window (a slice
-of the frame read last; usually the small source, so a small texture) and moves the divider
-line; a time step is napari's own slicing.
+The wipe composites nothing: napari draws the right layer itself and, on top, only the
+columns of the left layer left of the divider (a lazy :class:`~napari_vsr.compare.ColumnWindow`
+of columns ``[0, divider)``, so its placement never changes), both in the layers' own world
+coordinates; the other image layers are hidden meanwhile, as in side-by-side mode.  A divider
+move swaps the window (a slice of the frame read last; usually the small source, so a small
+texture) and moves the divider line; a time step is napari's own slicing, and a result that is
+still growing keeps updating (its layer is the one shown).
 """
 
 from __future__ import annotations
@@ -65,10 +66,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WIPE_LEFT_NAME = "wipe left"
-WIPE_RIGHT_NAME = "wipe right"
 DIVIDER_NAME = "wipe divider"
 PREVIEW_NAME = "comparison preview"
-WIPE_LAYERS = (WIPE_LEFT_NAME, WIPE_RIGHT_NAME, DIVIDER_NAME)
+WIPE_LAYERS = (WIPE_LEFT_NAME, DIVIDER_NAME)
 OWN_LAYERS = (*WIPE_LAYERS, PREVIEW_NAME)
 SLIDER_STEPS = 1000
 #: how the smaller layer of the wipe is drawn by napari for each "Upscaling" choice
@@ -190,7 +190,8 @@ class CompareWidget(QWidget):
         self._preview_worker = None
         self._preview_again = False
         self._grid_hidden: list[str] = []
-        self._wipe_hidden: list[str] = []
+        self._wipe_hidden: list[str] = []  # image layers the wipe hid
+        self._wipe_shown: list[str] = []  # the right layer, when the wipe made it visible
         self._wipe_window: compare.ColumnWindow | None = None
         self._names: list[str] = []
         self._relay = _Relay()
@@ -265,7 +266,8 @@ class CompareWidget(QWidget):
         lay = QFormLayout(page)
         self.wipe_check = QCheckBox("Wipe")
         self.wipe_check.setToolTip("Show the left layer left of the divider and the right layer "
-                                   "right of it (drag the divider below)")
+                                   "right of it (drag the divider below); other image layers "
+                                   "are hidden until you turn it off")
         self.wipe_check.toggled.connect(self._wipe_toggled)
         self.grid_check = QCheckBox("Side by side")
         self.grid_check.setToolTip("Show only the two layers, next to each other (napari's grid "
@@ -285,8 +287,9 @@ class CompareWidget(QWidget):
         self.interp_combo = QComboBox()
         self.interp_combo.addItems(["nearest", "bicubic"])
         self.interp_combo.setToolTip(
-            "How the smaller layer is enlarged to the larger one's size: in the wipe, for the "
-            "metrics and in the video (nearest shows its pixels as blocks)")
+            "How the smaller layer is enlarged to the larger one's size: for the metrics, in "
+            "the video, and in the wipe when the smaller layer is on the left (nearest shows "
+            "its pixels as blocks)")
         self.interp_combo.currentIndexChanged.connect(self._interpolation_changed)
         lay.addRow("Upscaling", self.interp_combo)
         return page
@@ -438,12 +441,12 @@ class CompareWidget(QWidget):
     def _refresh_layers(self, event=None) -> None:
         """Refill the layer choices, keeping each choice (also through a rename)."""
         names = [layer.name for layer in self._image_layers()]
-        renamed = {}
-        if len(names) == len(self._names):
-            renamed = {old: new for old, new in zip(self._names, names, strict=True)
-                       if old != new}
+        gone = [n for n in self._names if n not in names]
+        new = [n for n in names if n not in self._names]
+        renamed = {gone[0]: new[0]} if len(gone) == len(new) == 1 else {}
         self._names = names
         self._wipe_hidden = [renamed.get(n, n) for n in self._wipe_hidden]
+        self._wipe_shown = [renamed.get(n, n) for n in self._wipe_shown]
         self._grid_hidden = [renamed.get(n, n) for n in self._grid_hidden]
         if self._metrics_layer in renamed:
             self._metrics_layer = renamed[self._metrics_layer]
@@ -561,8 +564,12 @@ class CompareWidget(QWidget):
             self._build_wipe()
 
     def _interpolation_changed(self, index=None) -> None:
-        if self.wipe_check.isChecked():
-            self._build_wipe()
+        left, right = self.left_layer, self.right_layer
+        if self.wipe_check.isChecked() and WIPE_LEFT_NAME in self.viewer.layers and \
+                left is not None and right is not None and \
+                self._larger(left, right).name == right.name:
+            self.viewer.layers[WIPE_LEFT_NAME].interpolation2d = DISPLAY_INTERPOLATION[
+                self.interp_combo.currentText()]
 
     def _dims_changed(self, event=None) -> None:
         layer = self._layer(self._metrics_layer) if self._metrics_layer else None
@@ -597,12 +604,15 @@ class CompareWidget(QWidget):
         for name in self._wipe_hidden:
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = True
-        self._wipe_hidden = []
+        for name in self._wipe_shown:
+            if name in self.viewer.layers:
+                self.viewer.layers[name].visible = False
+        self._wipe_hidden, self._wipe_shown = [], []
         self._wipe_window = None
 
     def _build_wipe(self) -> None:
-        """(Re)create the wipe layers for the chosen pair: the right layer's data, the left
-        layer's columns left of the divider on top, the divider line."""
+        """(Re)create the wipe for the chosen pair: the right layer shown, the left layer's
+        columns before the divider on top of it, the divider line; other images hidden."""
         self._remove_wipe()
         left, right = self.left_layer, self.right_layer
         if left is None or right is None or left.name == right.name:
@@ -614,16 +624,19 @@ class CompareWidget(QWidget):
                          "with gray", error=True)
             return
         big = self._larger(left, right)
-        smaller = right if big.name == left.name else left
         interp = DISPLAY_INTERPOLATION[self.interp_combo.currentText()]
         active = self.viewer.layers.selection.active
         active = None if active is None else active.name
-        self.viewer.add_image(right.data, name=WIPE_RIGHT_NAME,
-                              **self._display(right, smaller, interp))
         # napari takes no empty layer: a divider at column 0 hides a one-column window
         self._wipe_window = compare.ColumnWindow(left.data, 0, max(self.wipe_column(), 1))
-        self.viewer.add_image(self._wipe_window, name=WIPE_LEFT_NAME,
-                              **self._display(left, smaller, interp))
+        kwargs = {"rgb": left.rgb, "scale": tuple(left.scale),
+                  "translate": tuple(left.translate),
+                  "contrast_limits": list(left.contrast_limits), "gamma": left.gamma,
+                  "multiscale": False,
+                  "interpolation2d": interp if big.name == right.name else left.interpolation2d}
+        if not left.rgb:
+            kwargs["colormap"] = left.colormap
+        self.viewer.add_image(self._wipe_window, name=WIPE_LEFT_NAME, **kwargs)
         y0 = big.translate[-2] - 0.5 * big.scale[-2]
         y1 = big.translate[-2] + (big.data.shape[1] - 0.5) * big.scale[-2]
         width = max(2 * big.scale[-1], big.data.shape[2] * big.scale[-1] / 600)
@@ -632,25 +645,16 @@ class CompareWidget(QWidget):
         self.viewer.add_layer(divider)
         if active in self.viewer.layers:  # adding layers selected them: give the choice back
             self.viewer.layers.selection.active = self.viewer.layers[active]
-        # the originals are covered: hide them so napari does not read their frames too
-        for layer in (left, right):
-            if layer.visible:
+        # only the pair shows (the left layer through its window): napari reads no frame twice
+        for layer in self.viewer.layers:
+            if isinstance(layer, Image) and layer.name not in OWN_LAYERS and \
+                    layer.name != right.name and layer.visible:
                 layer.visible = False
                 self._wipe_hidden.append(layer.name)
+        if not right.visible:
+            right.visible = True
+            self._wipe_shown.append(right.name)
         self.update_wipe()
-
-    @staticmethod
-    def _display(layer: Image, smaller, interp: str) -> dict[str, Any]:
-        """Image keywords that draw like ``layer`` (placement, colours, interpolation)."""
-        kwargs: dict[str, Any] = {
-            "rgb": layer.rgb, "scale": tuple(layer.scale), "translate": tuple(layer.translate),
-            "contrast_limits": list(layer.contrast_limits), "gamma": layer.gamma,
-            "multiscale": False,
-            "interpolation2d": interp if layer.name == smaller.name else layer.interpolation2d,
-        }
-        if not layer.rgb:
-            kwargs["colormap"] = layer.colormap
-        return kwargs
 
     def wipe_column(self) -> int | None:
         """The divider as a column of the left layer (columns before it show the left layer),
