@@ -270,6 +270,25 @@ def test_wipe_reads_each_frame_once_and_time_steps_need_no_handler(viewer, clip)
     np.testing.assert_array_equal(viewer.layers[WIPE_LEFT_NAME].data[4], clip[4][:, :53])
 
 
+def test_wipe_follows_a_new_pair(viewer, clip):
+    src, res = _flat_pair(viewer)
+    viewer.add_image(np.full((4, 30, 40, 3), 120, np.uint8), name="third", rgb=True)
+    _, widget = _dock(viewer)
+    widget.set_layers("src", "res")
+    widget.wipe_check.setChecked(True)
+    _pick_by_hand(widget.right_combo, "third")  # another right layer: the wipe stays on
+    assert widget.wipe_check.isChecked()
+    assert [n for n in (WIPE_LEFT_NAME, DIVIDER_NAME) if n in viewer.layers] == [
+        WIPE_LEFT_NAME, DIVIDER_NAME]
+    assert viewer.layers["third"].visible and not res.visible and not src.visible
+    widget.swap_layers()  # third | src
+    assert widget.wipe_check.isChecked() and WIPE_LEFT_NAME in viewer.layers
+    assert viewer.layers[WIPE_LEFT_NAME].data.dtype == np.uint8
+    assert src.visible and not viewer.layers["third"].visible and not res.visible
+    widget.wipe_check.setChecked(False)
+    assert src.visible and res.visible and viewer.layers["third"].visible
+
+
 def test_wipe_turns_off_when_a_layer_goes_and_with_side_by_side(viewer, clip):
     src, res = _flat_pair(viewer)
     _, widget = _dock(viewer)

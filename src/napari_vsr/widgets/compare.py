@@ -193,6 +193,7 @@ class CompareWidget(QWidget):
         self._wipe_hidden: list[str] = []  # image layers the wipe hid
         self._wipe_shown: list[str] = []  # the right layer, when the wipe made it visible
         self._wipe_window: compare.ColumnWindow | None = None
+        self._removing_wipe = False
         self._names: list[str] = []
         self._relay = _Relay()
         self._relay.progressed.connect(self._export_progressed)
@@ -520,7 +521,7 @@ class CompareWidget(QWidget):
     def _layer_removed(self, event) -> None:
         layer = getattr(event, "value", None)
         name = None if layer is None else layer.name
-        if name in WIPE_LAYERS and self.wipe_check.isChecked():
+        if name in WIPE_LAYERS and self.wipe_check.isChecked() and not self._removing_wipe:
             # the user (or closing the viewer) removed a wipe layer: the wipe is off
             self.wipe_check.setChecked(False)
         elif name in (self.left_combo.currentText(), self.right_combo.currentText()) and \
@@ -598,9 +599,13 @@ class CompareWidget(QWidget):
             self._remove_wipe()
 
     def _remove_wipe(self) -> None:
-        for name in WIPE_LAYERS:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
+        self._removing_wipe = True  # our own removals do not turn the wipe off
+        try:
+            for name in WIPE_LAYERS:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+        finally:
+            self._removing_wipe = False
         for name in self._wipe_hidden:
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = True
