@@ -159,6 +159,29 @@ def test_plain_layers_and_renames(viewer, clip, tmp_path):
     assert viewer.layers["b renamed"].visible and viewer.layers["a"].visible
 
 
+def test_result_records_and_their_sources(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_vsr.widgets.compare import result_record, source_layer
+
+    def layer(name, metadata=None, path=None):
+        return SimpleNamespace(name=name, metadata=metadata or {},
+                               source=SimpleNamespace(path=path))
+
+    record = {"method": "classic", "source": {"name": "clip.mp4", "path": str(tmp_path / "c")}}
+    plain = layer("clip.mp4 (1)", path=str(tmp_path / "c"))
+    assert result_record(plain) is None
+    assert result_record(layer("r", dict(record))) == record  # the Enhance widget's layers
+    assert result_record(layer("r", {"enhancement": record, "other": 1})) == record
+    assert result_record(layer("r", {"store_path": "/x.zarr"})) == {}  # a bare result store
+    # by name first, else by the source file
+    named = layer("clip.mp4")
+    assert source_layer(record, [plain, named]).name == "clip.mp4"
+    assert source_layer(record, [plain]).name == "clip.mp4 (1)"
+    assert source_layer({"source": {"name": "gone", "path": None}}, [plain, named]) is None
+    assert source_layer({}, [plain]) is None
+
+
 # --- defect 12: the wipe composites nothing, and follows the divider ------------------------
 def _flat_pair(viewer, *, dark=40, bright=220, t=4, h=30, w=40):
     """A flat dark source and its flat bright x4 'result', placed like a real result."""
