@@ -273,6 +273,27 @@ class _CountingFrames:
         return self._data[key]
 
 
+def test_wipe_shows_a_growing_result_as_it_fills(viewer):
+    src, res = _flat_pair(viewer, bright=0)  # a result store still empty (black)
+    _, widget = _dock(viewer)
+    widget.wipe_slider.setValue(300)
+    widget.wipe_check.setChecked(True)
+    viewer.window._qt_window.resize(1200, 800)
+    viewer.window._qt_window.show()
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    cols = np.flatnonzero(shot.max(axis=(0, 2)) > 30)  # the dark source part only
+    x_right = cols.max() + 40
+    mid = shot.shape[0] // 2
+    assert shot[mid, x_right].mean() < 10
+    # the job writes frames into the store and refreshes its layer, as the Enhance widget does
+    res.data[:] = 200
+    res.refresh()
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert abs(shot[mid, x_right].mean() - 200) < 8
+    assert abs(shot[mid, cols.min() + 5].mean() - 40) < 8
+
+
 def test_wipe_reads_each_frame_once_and_time_steps_need_no_handler(viewer, clip):
     counted = _CountingFrames(clip)
     src = viewer.add_image(counted, name="src", rgb=True, contrast_limits=[0, 255])
