@@ -201,3 +201,172 @@ def test_export_comparison_video_honours_a_cancel_token(tmp_path):
                                         cancel=token)
     assert [p.done for p in seen] == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing partial left behind
+
+
+# --- automatic slide step (defect 7: the wipe crosses the frame within the clip) --------------
+@pytest.mark.parametrize("n, width, start", [(10, 2560, 0), (10, 2560, 3), (2, 640, 0),
+                                             (300, 1920, 10), (7, 5, 0)])
+def test_auto_slide_step_reaches_the_far_edge_on_the_last_frame(n, width, start):
+    step = compare.auto_slide_step(n, width, start_frame=start)
+    tl = compare.wipe_timeline(n, width, start_frame=start, pause_length=0)  # step None: auto
+    assert tl.slide_step == step
+    divider = {i: x for i, x in tl.steps[:n]}
+    assert divider[n - 1] == width  # all left on the last input frame
+    assert divider[n - 2] is None or divider[n - 2] < width  # not long before it
+    assert divider[start] == 0
+
+
+def test_auto_slide_step_x4_clip_is_not_the_old_16_px():
+    # the issue's case: 10 frames of 2560 columns moved 16 px per frame crossed 5.6 %
+    step = compare.auto_slide_step(10, 2560)
+    assert step == pytest.approx(2560 / 9)
+    tl = compare.wipe_timeline(10, 2560, pause_length=0)
+    assert [x for _, x in tl.steps[:10]] == [round(i * 2560 / 9) for i in range(10)]
+    assert compare.auto_slide_step(1, 100) == 100 and compare.auto_slide_step(3, 100,
+                                                                             start_frame=5) == 100
+    with pytest.raises(ParameterError, match="at least one frame"):
+        compare.auto_slide_step(0, 100)
+
+
+# --- captions ---------------------------------------------------------------------------------
+def _changed_columns(a, b):
+    diff = np.any((a != b).reshape(a.shape[0], a.shape[1], -1), axis=(0, 2))
+    return np.flatnonzero(diff)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [0, 1, 3, 4])
+def test_draw_caption_marks_only_its_corner(rng, dtype, channels):
+    shape = (120, 200) + ((channels,) if channels else ())
+    if dtype == np.float32:
+        image = rng.random(shape).astype(dtype) * 0.5 + 0.25
+    else:
+        hi = np.iinfo(dtype).max
+        image = rng.integers(hi // 4, 3 * hi // 4, size=shape).astype(dtype)
+    before = image.copy()
+    left = compare.draw_caption(image, "original", corner="top-left")
+    right = compare.draw_caption(image, "enhanced", corner="top-right")
+    assert np.array_equal(image, before)  # the input is not modified
+    for out in (left, right):
+        assert out.shape == image.shape and out.dtype == image.dtype
+    cols_l, cols_r = _changed_columns(left, image), _changed_columns(right, image)
+    assert cols_l.size > 20 and cols_r.size > 20
+    assert cols_l.max() < 100 <= cols_r.min()  # each label stays in its half
+    rows_l = np.flatnonzero(np.any((left != image).reshape(120, 200, -1), axis=(1, 2)))
+    assert rows_l.max() < 60  # at the top
+    white = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+    box = left[:30, :100]
+    assert box.max() >= 0.9 * white  # anti-aliased white text
+    if channels == 4:  # an opaque box on RGBA
+        changed = np.any(left[..., :3] != image[..., :3], axis=-1)
+        assert np.all(left[..., 3][changed] == white)
+    # the box darkens what it covers: its darkest pixels are darker than anything before
+    assert box.min() < image.min()
+
+
+def test_draw_caption_text_and_size_rules(rng):
+    image = rng.integers(0, 256, size=(360, 640, 3), dtype=np.uint8)
+    assert np.array_equal(compare.draw_caption(image, ""), image)
+    small = compare.draw_caption(image, "original", text_height=0.03)
+    large = compare.draw_caption(image, "original", text_height=0.09)
+    assert _changed_columns(small, image).size < _changed_columns(large, image).size
+    tiny = rng.integers(0, 256, size=(8, 12), dtype=np.uint8)
+    assert compare.draw_caption(tiny, "a long label that does not fit").shape == (8, 12)
+    with pytest.raises(ParameterError, match="corner"):
+        compare.draw_caption(image, "x", corner="bottom")
+
+
+def test_comparison_captions_follow_their_side(rng):
+    left = rng.integers(60, 200, size=(3, 40, 64, 3), dtype=np.uint8)
+    right = rng.integers(60, 200, size=(3, 40, 64, 3), dtype=np.uint8)
+    opts = compare.ComparisonOptions(start_frame=1, pause_length=0, line_width=0,
+                                     captions=("original", "enhanced"))
+    frames = list(compare.comparison_frames(left, right, options=opts))
+    tl = compare.wipe_timeline(3, 64, start_frame=1, pause_length=0, line_width=0)
+    assert len(frames) == len(tl)
+    cap_l = compare.draw_caption(left[0], "original", corner="top-left")
+    assert np.array_equal(frames[0], cap_l)  # before the slide: the left input, its caption
+    k = tl.steps.index((1, 0))  # divider at column 0: the right input only, its caption only
+    assert np.array_equal(frames[k], compare.draw_caption(right[1], "enhanced",
+                                                          corner="top-right"))
+    plain = list(compare.comparison_frames(left, right, start_frame=1, pause_length=0,
+                                           line_width=0))
+    assert np.array_equal(plain[0], left[0])
+
+
+def test_comparison_frame_is_the_videos_frame(rng):
+    left = rng.integers(0, 256, size=(5, 10, 16, 3), dtype=np.uint8)
+    right = rng.integers(0, 256, size=(5, 40, 64, 3), dtype=np.uint8)
+    opts = compare.ComparisonOptions(start_frame=1, pause_frame=2, pause_length=2,
+                                     captions=("a", "b"))
+    frames = list(compare.comparison_frames(left, right, options=opts))
+    tl = compare.wipe_timeline(5, 64, start_frame=1, pause_frame=2, pause_length=2)
+    for i in range(5):
+        np.testing.assert_array_equal(compare.comparison_frame(left, right, i, opts),
+                                      frames[tl.first_step_of(i)])
+    with pytest.raises(ParameterError, match="outside"):
+        compare.comparison_frame(left, right, 5, opts)
+
+
+# --- the wipe without compositing: a lazy column window ------------------------------------
+class _CountingFrames:
+    """A (T, H, W[, C]) array that counts frame reads."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.reads = data, data.shape, data.dtype, 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self.data[key]
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 10), (4, 6, 10, 3)])
+@pytest.mark.parametrize("start, stop", [(0, None), (3, None), (9, None), (10, None),
+                                         (15, None), (-2, None), (0, 4), (2, 7), (6, 3),
+                                         (0, 0), (4, 99)])
+def test_column_window_is_those_columns(rng, shape, start, stop):
+    data = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    win = compare.ColumnWindow(data, start, stop)
+    lo = min(max(start, 0), 10)
+    hi = max(lo, 10 if stop is None else min(max(stop, 0), 10))
+    expected = data[:, :, lo:hi]
+    assert win.shape == expected.shape and win.dtype == data.dtype and win.ndim == data.ndim
+    assert (win.start, win.stop, len(win)) == (lo, hi, 4)
+    np.testing.assert_array_equal(np.asarray(win), expected)
+    if expected.shape[2] == 0:
+        assert win[1].shape == expected[1].shape
+        return
+    keys = [2, (2,), (1, slice(None), slice(None)), (3, slice(1, 5), slice(1, None, 2)),
+            (Ellipsis,), (0, Ellipsis), (slice(0, 2), slice(None), -1), (2, 3, 0),
+            (1, slice(None), slice(None, None, -1)), (1, slice(None), np.array([0, -1])),
+            (slice(2, 3), slice(None), slice(None)), (slice(3, 4), 1), (slice(-1, None),),
+            (slice(1, 3), slice(1, 4))]
+    for key in keys:
+        np.testing.assert_array_equal(win[key], expected[key], err_msg=str(key))
+    with pytest.raises(IndexError):
+        win[0, 0, expected.shape[2]]
+    with pytest.raises(IndexError):
+        win[0, 0, np.array([expected.shape[2]])]
+
+
+def test_column_window_reads_a_frame_once_for_every_divider_position(rng):
+    frames = _CountingFrames(rng.integers(0, 256, size=(3, 8, 20, 3), dtype=np.uint8))
+    win = compare.ColumnWindow(frames, 5)
+    np.testing.assert_array_equal(win[1], frames.data[1, :, 5:])
+    for start, stop in ((0, 3), (7, None), (0, 12), (19, 20)):
+        win = win.with_columns(start, stop)
+        np.testing.assert_array_equal(win[1], frames.data[1, :, start:stop])
+    assert frames.reads == 1  # one read of frame 1, then slices of it
+    np.testing.assert_array_equal(win[2, :, :1], frames.data[2, :, 19:20])
+    assert frames.reads == 2
+    # napari asks for one frame as t:t+1
+    np.testing.assert_array_equal(win[2:3, 1:4], frames.data[2:3, 1:4, 19:20])
+    np.testing.assert_array_equal(win.with_columns(3, 9)[slice(2, 3), :, ::2],
+                                  frames.data[2:3, :, 3:9:2])
+    assert frames.reads == 2
+    np.testing.assert_array_equal(win[0:2], frames.data[0:2, :, 19:20])  # several: read
+    assert frames.reads == 3
+    with pytest.raises(ParameterError, match="shape"):
+        compare.ColumnWindow(np.zeros((4, 4)), 0)
+    with pytest.raises(IndexError):
+        win[3]

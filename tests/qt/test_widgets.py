@@ -356,19 +356,20 @@ def test_wipe_layer_and_divider(viewer, qtbot, clip, fraction):
     widget.wipe_check.setChecked(True)
     widget.wipe_slider.setValue(round(fraction * 1000))
     viewer.dims.set_point(0, 3)
-    wipe = viewer.layers["wipe"]
-    w = res.data.shape[2]
-    x = round(fraction * w)
-    up = np.repeat(np.repeat(clip[3], 4, 0), 4, 1)
-    expected = compare.wipe_composite(up, np.asarray(res.data[3]), x)
-    np.testing.assert_array_equal(wipe.data, expected)
-    np.testing.assert_allclose(wipe.scale, res.scale[1:])
-    np.testing.assert_allclose(wipe.translate, res.translate[1:])
-    line = viewer.layers["wipe divider"].data[0]
-    # the divider sits on the boundary between result columns x - 1 and x, in world units
-    assert line[0, 1] == pytest.approx(res.data_to_world((0, 0, x - 0.5))[2])
+    x = round(fraction * clip.shape[2])  # a source column: the left layer is the source
+    left = viewer.layers["wipe left"]
+    if x:
+        np.testing.assert_array_equal(left.data[3], clip[3][:, :x])
+    assert left.visible == (x > 0)
+    np.testing.assert_allclose(left.translate, src.translate)
+    assert res.visible and not src.visible  # the result itself, the source through the window
+    line = viewer.layers["wipe divider"]
+    # the divider sits on the boundary between source columns x - 1 and x, in world units
+    assert line.data[0][0, 1] + line.translate[1] == pytest.approx(
+        src.data_to_world((0, 0, x - 0.5))[2])
     widget.wipe_check.setChecked(False)
-    assert "wipe" not in viewer.layers and "wipe divider" not in viewer.layers
+    assert not {"wipe left", "wipe divider"} & {layer.name for layer in viewer.layers}
+    assert src.visible and res.visible
 
 
 def test_grid_toggle(viewer, clip):
