@@ -99,9 +99,12 @@ def result_record(layer) -> dict[str, Any] | None:
 
     A result layer carries the record as its metadata (the Enhance widget, napari-vsr's
     reader of result stores) or under ``metadata["enhancement"]``; a layer backed by a result
-    store without a record (``metadata["store_path"]``) gives ``{}``.
+    store without a record (``metadata["store_path"]``) gives ``{}``.  An Enhance preview
+    (``metadata["napari_vsr_preview"]``) is not a result.
     """
     md = getattr(layer, "metadata", None) or {}
+    if md.get("napari_vsr_preview"):  # an Enhance preview: a region of one frame, not a result
+        return None
     nested = md.get("enhancement")
     record = result_metadata(dict(nested) if isinstance(nested, dict) else dict(md))
     if record is None and md.get("store_path"):
