@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: layer metadata key holding the id of the run that fills the layer
 RUN_KEY = "napari_vsr_run"
-PARTIAL_SUFFIX = " (partial)"
 #: what a partial result's name ends with: " (partial)" or " (partial, 3 frames)"
 _PARTIAL_NAME = re.compile(r" \(partial[^)]*\)$")
 
