@@ -44,6 +44,7 @@ from napari_vsr.jobs.results import (
 from napari_vsr.jobs.runner import JobResult
 from napari_vsr.widgets._method_panel import MethodPanel
 from napari_vsr.widgets._parts import NameCombo, Section, StatusLine, plural, scrolling
+from napari_vsr.widgets._preview_plan import device_kind, plan_preview
 from napari_vsr.widgets._range_panel import RangePanel
 from napari_vsr.widgets.layer_job import JobEnd, LayerJob, Outcome, find_layer
 
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 
 #: a preview expected to take longer than this asks for a second click first
 PREVIEW_CONFIRM_S = 15.0
-#: the largest preview region, in input pixels per side
-PREVIEW_MAX_SIDE = {"realbasicvsr": 256}
 
 
 def layer_source(layer: Image) -> Any:
@@ -100,32 +99,6 @@ def open_result_layer(viewer: napari.viewer.Viewer, path) -> Image:
                else "its job folder is gone, so it cannot be resumed")
         show_warning(f"{layer.name}: the run that wrote {Path(path).name} was interrupted; {how}")
     return layer
-
-
-class _Crop:
-    """A lazy (T, y0:y1, x0:x1[, C]) window of a (T, H, W[, C]) array: the preview's region."""
-
-    def __init__(self, data, y: slice, x: slice):
-        self._data, self._y, self._x = data, y, x
-        self.dtype = data.dtype
-        rest = tuple(data.shape[3:])
-        self.shape = (data.shape[0], y.stop - y.start, x.stop - x.start, *rest)
-        self.ndim = len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        import numpy as np
-
-        if isinstance(key, tuple):
-            if len(key) != 1:
-                raise IndexError("a preview region is read by frame index or frame slice only")
-            key = key[0]
-        frames = np.asarray(self._data[key])
-        if isinstance(key, slice):
-            return frames[:, self._y, self._x]
-        return frames[self._y, self._x]
 
 
 class EnhanceWidget(QWidget):
@@ -491,50 +464,19 @@ class EnhanceWidget(QWidget):
 
     def _preview_plan(self, layer: Image):
         """(request, estimate, key) of a preview of the visible region at the slider's frame."""
-        n = int(layer.data.shape[0])
-        world_t = self.viewer.dims.point[0]
-        t = int(min(max(round((world_t - layer.translate[0]) / layer.scale[0]), 0), n - 1))
-        h, w = (int(v) for v in layer.data.shape[1:3])
-        y, x = self._visible_region(layer, h, w)
         method = self.method_panel.method_options()
-        side = PREVIEW_MAX_SIDE.get(method.method)
-        if side is not None:
-            y, x = _clamp(y, side), _clamp(x, side)
-        overlap = None
-        frames = 1
-        if method.method == "realbasicvsr":
-            from napari_vsr.enhancers.realbasicvsr import DEFAULT_OVERLAP
-
-            ov = self.range_panel.engine_options().overlap
-            overlap = DEFAULT_OVERLAP if ov is None else ov
-            frames = min(n, t + overlap + 1) - max(0, t - overlap)
-        cropped = (y.start, y.stop, x.start, x.stop) != (0, h, 0, w)
-        source = _Crop(layer.data, y, x) if cropped else None
+        plan = plan_preview(layer, self.viewer.dims.point[0], method,
+                            self.range_panel.engine_options().overlap)
         scale = tuple(float(v) for v in layer.scale)
         translate = list(float(v) for v in layer.translate)
-        translate[1] += y.start * scale[1]
-        translate[2] += x.start * scale[2]
-        request = self._request((t, t + 1), None, source=source,
-                                placement=Placement(scale, tuple(translate)), overlap=overlap)
-        device = _device_kind(method.device) if method.method == "realbasicvsr" else "cpu"
-        est = estimates.estimate(method.method, device, frames, y.stop - y.start,
-                                 x.stop - x.start)
-        key = (layer.unique_id, t, y.start, y.stop, x.start, x.stop, repr(method))
-        return request, est, key
-
-    def _visible_region(self, layer: Image, h: int, w: int) -> tuple[slice, slice]:
-        """The part of the frame the canvas shows, in data pixels (the whole frame when the
-        view cannot tell)."""
-        try:
-            corners = layer.corner_pixels
-            (y0, x0), (y1, x1) = corners[0][1:3], corners[1][1:3]
-        except Exception:
-            return slice(0, h), slice(0, w)
-        y0, x0 = max(0, int(y0)), max(0, int(x0))
-        y1, x1 = min(h, int(y1) + 1), min(w, int(x1) + 1)
-        if y1 - y0 < 8 or x1 - x0 < 8:
-            return slice(0, h), slice(0, w)
-        return slice(y0, y1), slice(x0, x1)
+        translate[1] += plan.y.start * scale[1]
+        translate[2] += plan.x.start * scale[2]
+        request = self._request((plan.t, plan.t + 1), None, source=plan.source,
+                                placement=Placement(scale, tuple(translate)),
+                                overlap=plan.overlap)
+        est = estimates.estimate(method.method, plan.device, plan.frames,
+                                 plan.y.stop - plan.y.start, plan.x.stop - plan.x.start)
+        return request, est, (layer.unique_id, plan.key, repr(method))
 
     def resume(self, layer: Image | None = None) -> None:
         """Continue the interrupted run of a partial result (default: :attr:`partial_layer`),
@@ -645,9 +587,8 @@ class EnhanceWidget(QWidget):
                 store = job.started.store
                 pixels = result.frames * _input_pixels(store, job.started.scale,
                                                        job.request.rgb)
-                device = _device_kind(method.device) if method.method == "realbasicvsr" \
-                    else "cpu"
-                if result.segments_computed:
+                device = device_kind(method)
+                if result.segments_computed and not job.preview:  # a preview reads context
                     estimates.record_rate(method.method, device, pixels, result.elapsed_s)
             if end.layer_name and not job.preview:
                 show_info(f"{end.layer_name}: {plural(result.frames, 'frame')} in "
@@ -660,26 +601,6 @@ class EnhanceWidget(QWidget):
         if self.job is job:
             self.job = None
         self._set_running(False)
-
-
-def _clamp(s: slice, side: int) -> slice:
-    """At most ``side`` pixels of ``s``, around its middle."""
-    if s.stop - s.start <= side:
-        return s
-    mid = (s.start + s.stop) // 2
-    start = max(s.start, mid - side // 2)
-    return slice(start, start + side)
-
-
-def _device_kind(device: str) -> str:
-    if device in ("auto", None):
-        try:
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
-    return device.split(":")[0]
 
 
 def _input_pixels(store, scale: int, rgb: bool | None) -> int:
