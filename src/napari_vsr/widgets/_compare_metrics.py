@@ -14,7 +14,6 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -29,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from napari_vsr import compare
 from napari_vsr.widgets._compare_pair import LayerPair, aligned_pairs, current_frame
+from napari_vsr.widgets._parts import NameCombo
 from napari_vsr.widgets._plot import MetricsPlot
 
 if TYPE_CHECKING:
@@ -73,9 +73,7 @@ class MetricsTab(QWidget):
         row = QHBoxLayout()
         label = QLabel("Reference")
         row.addWidget(label)
-        self.reference_combo = QComboBox()
-        self.reference_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.reference_combo = NameCombo()
         self.reference_combo.setMinimumContentsLength(6)
         self.reference_combo.setToolTip("The other layer is measured against this one (usually "
                                         "the ground truth or the original)")

@@ -18,18 +18,16 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QScrollArea,
-    QSizePolicy,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from napari_vsr.errors import napari_wording
 from napari_vsr.jobs.metadata import result_metadata
 from napari_vsr.widgets._compare_metrics import MetricsTab
 from napari_vsr.widgets._compare_pair import (
@@ -42,6 +40,7 @@ from napari_vsr.widgets._compare_pair import (
 )
 from napari_vsr.widgets._compare_video import VideoTab
 from napari_vsr.widgets._compare_view import ViewTab
+from napari_vsr.widgets._parts import NameCombo, StatusLine
 
 if TYPE_CHECKING:
     import napari
@@ -87,18 +86,6 @@ def source_layer(record: dict[str, Any], layers) -> Any | None:
             if own and os.path.abspath(os.fspath(own)) == target:
                 return layer
     return None
-
-
-def _status_label() -> QLabel:
-    """A label that wraps long text and never asks for width (it cannot widen the dock)."""
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
-    policy.setHeightForWidth(True)
-    label.setSizePolicy(policy)
-    label.setMinimumWidth(0)
-    return label
 
 
 def _scrolled(widget: QWidget) -> QScrollArea:
@@ -162,7 +149,7 @@ class CompareWidget(QWidget):
         self.tabs.setTabToolTip(1, "PSNR and SSIM of one layer against the other, per frame")
         self.tabs.setTabToolTip(2, "Write a sliding-wipe comparison video")
         outer.addWidget(self.tabs, 1)
-        self.status_label = _status_label()
+        self.status_label = StatusLine()
         self.status_label.setToolTip("What the Compare widget did last")
         outer.addWidget(self.status_label)
         for tab in (self.view_tab, self.metrics_tab, self.video_tab):
@@ -174,13 +161,12 @@ class CompareWidget(QWidget):
     def _layer_form(self) -> QFormLayout:
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.left_combo = QComboBox()
+        self.left_combo = NameCombo()
         self.left_combo.setToolTip("The layer shown left of the divider, usually the original")
-        self.right_combo = QComboBox()
+        self.right_combo = NameCombo()
         self.right_combo.setToolTip("The layer shown right of the divider, usually an "
                                     "enhanced result")
         for combo in (self.left_combo, self.right_combo):
-            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
             combo.activated.connect(self._picked_by_hand)
         self.swap_button = QToolButton()
@@ -251,8 +237,9 @@ class CompareWidget(QWidget):
 
     def _status(self, text: str, error: bool = False) -> None:
         """Show ``text`` in the status line (wrapped; errors in red and as a notification)."""
+        text = napari_wording(text)
         self.status_label.setStyleSheet("color: #ff6b6b;" if error else "")
-        self.status_label.setText(text)
+        self.status_label.show_message(text)
         if error and text:
             show_error(text)
 
