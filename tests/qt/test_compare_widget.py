@@ -387,7 +387,7 @@ def test_tooltips_labels_and_compact_size(viewer, clip):
                for w in _controls(widget) if not w.toolTip()]
     assert missing == []
     texts = [w.toolTip() for w in _controls(widget)] + [
-        label.text() for label in widget.findChildren(type(widget.status_label))]
+        label.text_plain for label in widget.findChildren(type(widget.status_label))]
     assert not any("--" in t or "overwrite=" in t for t in texts)
     assert widget.minimumSizeHint().height() <= 420
     assert dock.minimumSizeHint().height() <= 450
@@ -405,14 +405,14 @@ def test_long_error_wraps_and_never_widens_the_dock(viewer, qtbot, clip, tmp_pat
     qtbot.waitUntil(lambda: widget._metrics_worker is None, timeout=WAIT_MS)
     long_dir = tmp_path / ("no-such-folder-" * 18)
     widget.export_csv(long_dir / "metrics.csv")
-    message = widget.status_label.text()
+    message = widget.status_label.text_plain
     assert len(message) >= 300 and "could not save the metrics" in message
     QApplication.processEvents()
     assert widget.status_label.wordWrap()
     assert dock.width() == width and widget.minimumSizeHint().width() == hint
     # a new action clears the old failure
     widget.wipe_check.setChecked(True)
-    assert "could not save" not in widget.status_label.text()
+    assert "could not save" not in widget.status_label.text_plain
 
 
 # --- defect 7: comparison video --------------------------------------------------------------
@@ -475,7 +475,7 @@ def test_export_asks_before_replacing_and_always_opens_a_dialog(viewer, qtbot, t
     qtbot.waitUntil(lambda: widget._export_worker is None, timeout=WAIT_MS)
     assert widget.last_export[0] == "done", widget.last_export
     assert len(_frames_of(out)) == first + 3 * 2  # three more frames at each of two holds
-    for text in [*asked, widget.status_label.text(), widget.last_export[1]]:
+    for text in [*asked, widget.status_label.text_plain, widget.last_export[1]]:
         assert "--" not in text and "overwrite=" not in text and "CLI" not in text
 
 
@@ -523,7 +523,7 @@ def test_preview_shows_the_video_frame_of_the_current_time(viewer, qtbot, clip):
     assert preview.data_to_world((0, 0, 0))[0] == pytest.approx(4.0)
     np.testing.assert_allclose(preview.scale[1:], res.scale[1:])
     np.testing.assert_allclose(preview.translate[1:], res.translate[1:])
-    assert "frame 4" in widget.status_label.text()
+    assert "frame 4" in widget.status_label.text_plain
 
 
 # --- screenshots --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_vsr import compare, engine  # noqa: E402
 from napari_vsr.widgets import CompareWidget, EnhanceWidget  # noqa: E402
-from napari_vsr.widgets.compare import _grid_of  # noqa: E402
+from napari_vsr.widgets._compare_view import _grid_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_MS = 120_000
