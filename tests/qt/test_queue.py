@@ -301,6 +301,36 @@ def test_removing_the_running_job_asks_then_discards_it_and_goes_on(
     assert viewer.layers[-1].data.shape[0] == 1
 
 
+def test_closing_the_window_stops_the_queue_and_keeps_the_running_job_resumable(
+        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+    """napari's task status knows the running job: closing the window cancels it (its store
+    stays partial and resumable) and the next job never starts."""
+    from napari_vsr.jobs.results import is_resumable
+
+    gate = threading.Event()
+    _gated(monkeypatch, gate, free=2)
+    viewer = make_napari_viewer()
+    clip = _clip(sample_frames_dir, 4)
+    viewer.add_image(clip, name="street", rgb=True)
+    _, widget = _dock(viewer)
+    first_store, second_store = tmp_path / "first.zarr", tmp_path / "second.zarr"
+    widget.add_request(_layer_request(clip, first_store), source_layer_name="street")
+    widget.add_request(_layer_request(clip, second_store), source_layer_name="street")
+    widget.start()
+    qtbot.waitUntil(lambda: widget.job is not None and widget.job.frames >= 1, timeout=WAIT_MS)
+    job = widget.job
+    manager = viewer.window._task_status_manager
+    assert manager.is_busy() and any("street" in s for s in manager.get_status())
+    manager.cancel_all()  # what the window does on close, after the user agreed
+    gate.set()
+    viewer.close()
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    qtbot.wait(500)  # time for a next job to start, if the queue wrongly went on
+    _, metadata = open_result(first_store)
+    assert metadata["partial"] is True and is_resumable(metadata)
+    assert not second_store.exists()
+
+
 # --- failures, Dask, screenshots ---------------------------------------------------------------
 def test_a_failing_job_shows_its_message_and_the_queue_goes_on(
         make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
