@@ -218,6 +218,7 @@ def test_stop_keeps_the_finished_part_and_retry_continues_it(viewer, qtbot, samp
     a, b = widget.entry(first), widget.entry(second)
     assert a.state is EntryState.CANCELLED and a.kept and b.state is EntryState.QUEUED
     assert widget.table.item(0, 2).text() == "stopped (partial)"
+    assert "Retry continues it" in a.message and "Resume" not in a.message
     assert "1 job still queued" in widget.status_label.text_plain
     partial = viewer.layers[a.layer_name]
     assert "(partial" in partial.name and 2 <= partial.data.shape[0] < 6
