@@ -93,14 +93,17 @@ class _Gate:
         return self._inner.enhance(frames, step=gated)
 
 
-def _gated(monkeypatch, gate: threading.Event, free: int):
+def _gated(monkeypatch, gate: threading.Event | list[threading.Event], free: int):
+    """Every enhancer made is gated: by ``gate``, or by the next gate of a list (one per
+    job, in the order the jobs start)."""
     import napari_vsr.enhancers as enhancers
 
     real = enhancers.make_enhancer
     made: list[_Gate] = []
 
     def make(*a, **k):
-        made.append(_Gate(real(*a, **k), gate, free))
+        this = gate[len(made)] if isinstance(gate, list) else gate
+        made.append(_Gate(real(*a, **k), this, free))
         return made[-1]
 
     monkeypatch.setattr(enhancers, "make_enhancer", make)
@@ -300,6 +303,34 @@ def test_removing_the_running_job_asks_then_discards_it_and_goes_on(
     assert [layer.name for layer in viewer.layers] == ["street",
                                                        "street [classic:bicubic-x4 x4]"]
     assert viewer.layers[-1].data.shape[0] == 1
+
+
+def test_deleting_the_growing_layer_skips_to_the_next_job(viewer, qtbot, sample_frames_dir,
+                                                          tmp_path, monkeypatch):
+    """Deleting the running job's layer cancels that job only (its store goes with it); the
+    queue goes on with the next."""
+    gates = [threading.Event() for _ in range(2)]
+    _gated(monkeypatch, gates, free=2)
+    clip = _clip(sample_frames_dir, 4)
+    viewer.add_image(clip, name="street", rgb=True)
+    _, widget = _dock(viewer)
+    stores = [tmp_path / f"{n}.zarr" for n in ("first", "second")]
+    ids = [widget.add_request(_layer_request(clip, s), source_layer_name="street")
+           for s in stores]
+    widget.start()
+    qtbot.waitUntil(lambda: widget.job is not None and widget.job.layer is not None
+                    and widget.job.frames >= 1, timeout=WAIT_MS)
+    viewer.layers.remove(widget.job.layer.name)  # napari's own removal path, by name
+    gates[0].set()
+    qtbot.waitUntil(lambda: widget.entry(ids[1]).state is EntryState.RUNNING, timeout=WAIT_MS)
+    first = widget.entry(ids[0])
+    assert first.state is EntryState.CANCELLED and not first.kept
+    assert not stores[0].exists()
+    gates[1].set()
+    _wait_idle(qtbot, widget)
+    second = widget.entry(ids[1])
+    assert second.state is EntryState.DONE
+    assert viewer.layers[second.layer_name].data.shape[0] == 4
 
 
 def test_closing_the_window_stops_the_queue_and_keeps_the_running_job_resumable(
