@@ -151,6 +151,30 @@ def test_dock_is_compact_and_every_control_has_a_tooltip(viewer):
     assert not widget.start_button.isEnabled()  # nothing queued
 
 
+def test_add_files_dialogs_queue_files_and_frame_folders(viewer, sample_frames_dir, tmp_path,
+                                                        monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    video = _video(sample_frames_dir, tmp_path / "v", n=2)
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda *a, **k: ([str(video)], "Videos and TIFF stacks"))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda *a, **k: str(sample_frames_dir))
+    _, widget = _dock(viewer)
+    widget.method_panel.set_method("classic", "seed")
+    widget.set_output("file", ".mkv", "-seed")
+    widget.form.add_files_button.click()  # the button itself: files
+    widget.set_output("store")
+    folder_action = widget.form.add_files_button.menu().actions()[1]
+    folder_action.trigger()  # its menu: a folder of frames
+    files, frames = widget.entries
+    assert files.output == os.fspath(video.parent / "street-seed.mkv")
+    assert files.request.source == os.fspath(video) and files.method_label == "classic:seed"
+    assert frames.title == "demo_000" and frames.output.endswith(".zarr")
+    assert frames.request.live and frames.request.source == os.fspath(sample_frames_dir)
+    assert [widget.table.item(r, 0).text() for r in range(2)] == ["street.mp4", "demo_000"]
+
+
 # --- two jobs ----------------------------------------------------------------------------------
 def test_a_layer_and_a_file_run_one_after_another(viewer, qtbot, sample_frames_dir, tmp_path):
     import tifffile
