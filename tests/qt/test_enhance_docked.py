@@ -403,3 +403,25 @@ def test_pipeline_built_in_the_enhance_widget_runs_like_the_cli(viewer, qtbot, s
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.asarray(layer.data[:]), tifffile.imread(out))
+
+
+# --- the job queue from the Enhance widget ------------------------------------------------------
+def test_queue_button_adds_the_form_to_the_docked_job_queue(viewer, qtbot, sample_frames_dir,
+                                                              tmp_path):
+    viewer.add_image(_clip(sample_frames_dir, 4), name="clip")
+    viewer.add_image(_clip(sample_frames_dir, 3)[:, ::-1], name="flipped")
+    _, widget = _dock(viewer)
+    widget.set_method("classic", "bicubic-x4")
+    widget.out_edit.setText(str(tmp_path))
+    widget.source_combo.setCurrentText("clip")
+    queue = widget.add_to_queue()
+    widget.source_combo.setCurrentText("flipped")
+    assert widget.add_to_queue() is queue  # the same docked queue
+    assert [e.state.value for e in queue.entries] == ["queued", "queued"]
+    assert "Job queue" in widget.status_label.text_plain
+    queue.start()
+    qtbot.waitUntil(lambda: all(e.state.value == "done" for e in queue.entries),
+                    timeout=WAIT_MS)
+    names = [layer.name for layer in viewer.layers]
+    assert "clip [classic:bicubic-x4 x4]" in names and "flipped [classic:bicubic-x4 x4]" in names
+    assert viewer.layers["flipped [classic:bicubic-x4 x4]"].data.shape == (3, 192, 256, 3)

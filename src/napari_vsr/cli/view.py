@@ -1,8 +1,8 @@
-"""``napari-vsr view [PATH] [--sample]``: open napari with a video and both widgets docked.
+"""``napari-vsr view [PATH] [--sample]``: open napari with a video and the widgets docked.
 
 The one-line way to start working: ``napari-vsr view`` opens the shipped sample clip,
 ``napari-vsr view clip.mp4`` opens a video (or frame folder, or TIFF stack) through the
-napari-vsr reader; the Enhance and Compare widgets are docked on the right, as tabs of
+napari-vsr reader; the Enhance, Compare and Job queue widgets are docked on the right, as tabs of
 one dock so that the window fits a 1600x1000 screen.
 """
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 PLUGIN = "napari-vsr"
 SAMPLE_KEY = "demo_clip"
-WIDGETS = ("Enhance video", "Compare layers")
+WIDGETS = ("Enhance video", "Compare layers", "Job queue")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "view",
         help="open napari with a video (default: the sample clip) and the widgets docked",
         description="Open napari with PATH (a video, frame folder or TIFF stack) or the shipped "
-        "sample clip, and dock the Enhance and Compare widgets.  Needs a display "
+        "sample clip, and dock the Enhance, Compare and Job queue widgets.  Needs a display "
         "(or xvfb-run).",
     )
     p.add_argument("path", nargs="?", help="video, frame folder or TIFF stack to open")
@@ -51,7 +51,7 @@ def _check_display() -> None:
 def open_viewer(
     path: str | os.PathLike | None = None, *, sample: bool = False, show: bool = True
 ) -> napari.Viewer:
-    """Create a napari viewer with ``path`` and/or the sample clip and both widgets docked.
+    """Create a napari viewer with ``path`` and/or the sample clip and the widgets docked.
 
     Parameters
     ----------

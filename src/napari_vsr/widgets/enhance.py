@@ -194,12 +194,17 @@ class EnhanceWidget(QWidget):
             "around it the method needs); the expected time is shown first")
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("enhance the chosen frames into a new layer over the source")
+        self.queue_button = QPushButton("Queue")
+        self.queue_button.setToolTip(
+            "add this enhancement to the Job queue (runs jobs one after another, here or on a "
+            "Dask cluster)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("stop after the frame being computed")
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.cancel_button.clicked.connect(self.cancel)
-        for b in (self.preview_button, self.run_button, self.cancel_button):
+        for b in (self.preview_button, self.run_button, self.queue_button, self.cancel_button):
             buttons.addWidget(b)
         outer.addLayout(buttons)
         self.progress_bar = QProgressBar()
@@ -435,6 +440,28 @@ class EnhanceWidget(QWidget):
             return
         self._launch(request, preview=False)
 
+    def add_to_queue(self):
+        """Add the form's enhancement (like Run) to the Job queue, docked beside this widget;
+        returns the queue widget, or None when the form is incomplete."""
+        self._say("")
+        try:
+            layer = self._checked_source()
+            request = self._request(self.range_panel.frame_range(), self.range_panel.store_dir())
+        except ValueError as exc:
+            self._fail(str(exc))
+            return None
+        from napari_vsr.jobs.queue import QueueError
+
+        _, queue = self.viewer.window.add_plugin_dock_widget("napari-vsr", "Job queue",
+                                                             tabify=True)
+        try:
+            queue.add_request(request, source_layer_name=layer.name)
+        except QueueError as exc:
+            self._fail(str(exc))
+            return None
+        self._say(f"added {layer.name} ({MethodPanel.label(request.method)}) to the Job queue")
+        return queue
+
     def preview(self) -> None:
         """Enhance the visible region of the frame under the time slider into a preview layer.
 
@@ -594,10 +621,11 @@ class EnhanceWidget(QWidget):
                 show_info(f"{end.layer_name}: {plural(result.frames, 'frame')} in "
                           f"{result.elapsed_s:.1f} s")
         elif end.outcome is Outcome.FAILED:
-            show_error(f"Enhancement failed: {end.message.removeprefix('failed: ')}")
+            how = "; Resume continues the run" if end.resumable else ""
+            show_error(f"Enhancement failed: {end.message.removeprefix('failed: ')}{how}")
         if end.kept and job.store_path:
             self._opened_store = job.store_path
-        self._say(end.message)
+        self._say(end.message + ("; Resume continues it" if end.resumable else ""))
         if self.job is job:
             self.job = None
         self._set_running(False)

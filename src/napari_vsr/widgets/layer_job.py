@@ -64,7 +64,8 @@ class JobEnd:
 
     ``layer_name`` is the result layer still in the viewer (None when there is none, e.g.
     removed, or a file output); ``kept`` tells whether unfinished work was kept as a
-    resumable partial result; ``message`` is the line to show.
+    partial result, ``resumable`` whether its job folder lets it continue (each front end
+    says with which button); ``message`` is the line to show.
     """
 
     outcome: Outcome
@@ -72,6 +73,7 @@ class JobEnd:
     layer_name: str | None = None
     kept: bool = False
     result: JobResult | None = None
+    resumable: bool = False
 
 
 def find_layer(viewer, key: str, value: Any) -> Image | None:
@@ -158,6 +160,8 @@ class LayerJob(QObject):
         self._pbar = None
         self._task_id = None
         self._ended = False
+        self._pending_progress: Progress | None = None
+        self._showing_progress = False
         self._progress_arrived.connect(self._on_progress)
 
     # --- control ------------------------------------------------------------------------------
@@ -270,10 +274,28 @@ class LayerJob(QObject):
         return t is not None and position <= t < position + count
 
     def _on_progress(self, p: Progress) -> None:
+        """Show a progress record.  napari's progress bar runs the event loop while it
+        updates, so this is re-entered with newer records: they are queued and shown in turn,
+        and nothing older ever overwrites what is shown."""
         if self._ended:
             return
+        self._pending_progress = p
+        if self._showing_progress:
+            return
+        self._showing_progress = True
+        try:
+            while self._pending_progress is not None and not self._ended:
+                p, self._pending_progress = self._pending_progress, None
+                self._show_progress(p)
+        finally:
+            self._showing_progress = False
+
+    def _show_progress(self, p: Progress) -> None:
         self.last_progress = p
         text = format_progress(p) + (f" ({p.message})" if p.message else "")
+        self.progressed.emit(p)
+        self.status.emit(text)
+        self._update_task("BUSY", f"{self.title}: {text}")
         pbar = self._pbar
         if pbar is not None:
             if p.stage == STAGE_ENHANCING and p.unit == "frames" and p.total:
@@ -283,10 +305,6 @@ class LayerJob(QObject):
                     pbar.update(p.done - pbar.n)
             if self._pbar is not None and not self._ended:
                 self._pbar.set_description(f"{self.title}: {text}")
-        self._update_task("BUSY", f"{self.title}: {text}")
-        if not self._ended:
-            self.progressed.emit(p)
-            self.status.emit(text)
 
     def _show_store(self, started: JobStarted) -> None:
         """The result layer, backed by the job's store: a new layer, or (resume) the partial
@@ -360,13 +378,14 @@ class LayerJob(QObject):
         kept = False
         if self._resumable() and self._keep():
             kept = True
-            message += "; the finished part is kept: Resume continues the run"
+            message += "; the finished part is kept"
         else:
             self._discard()
         self._update_task("FAILED", f"{self.title}: {message}")
         layer = self.layer
         self._end(JobEnd(Outcome.FAILED, f"failed: {message}",
-                         None if layer is None else layer.name, kept=kept))
+                         None if layer is None else layer.name, kept=kept,
+                         resumable=kept and self._resumable()))
 
     def _resumable(self) -> bool:
         started = self.started
@@ -376,24 +395,25 @@ class LayerJob(QObject):
     def _cancelled(self) -> JobEnd:
         if self._closing:  # the window closed: the store stays partial, with its job folder
             return JobEnd(Outcome.CANCELLED, "cancelled as the window closed; the finished "
-                          "part is kept in " + str(self.store_path), kept=True)
+                          "part is kept in " + str(self.store_path), kept=True,
+                          resumable=self._resumable())
         keep = (not self.preview and not self.layer_gone
                 and (self.keep_partial or self.request.resume)
                 and (self.frames > 0 or self.request.resume))
         if keep and self._keep():
             layer = self.layer
-            how = "; Resume continues it" if self._resumable() else ""
-            return JobEnd(Outcome.CANCELLED,
-                          f"cancelled; kept {_frames(self.frames)} finished{how}",
-                          None if layer is None else layer.name, kept=True)
+            return JobEnd(Outcome.CANCELLED, f"cancelled; kept {_frames(self.frames)} finished",
+                          None if layer is None else layer.name, kept=True,
+                          resumable=self._resumable())
         self._discard()
         return JobEnd(Outcome.CANCELLED, "cancelled; the unfinished result was removed")
 
     def _keep(self) -> bool:
         """Keep the result layer as a partial result showing only its finished frames."""
         layer = self.layer
-        if layer is None:
-            return self.store_path is not None and self.request.resume
+        if layer is None:  # a file output, which appears only when complete: keep the job
+            return self._resumable() if self.started is not None and self.started.store is None \
+                else self.store_path is not None and self.request.resume
         metadata = {**layer.metadata, "partial": True}
         if self.store_path is not None:
             metadata["store_path"] = self.store_path
@@ -434,6 +454,8 @@ class LayerJob(QObject):
         self.ended.emit(end)
 
     def _on_finished(self) -> None:
+        if not self._ended:  # napari quit the worker itself (its own task-status cancel)
+            self._on_errored(Cancelled())
         self._close_pbar()
         self._worker = None
         _RUNNING.discard(self)

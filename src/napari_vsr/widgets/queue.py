@@ -606,7 +606,7 @@ class QueueWidget(QWidget):
             changes["job_dir"] = started.job_dir
         if end.result is not None:
             changes.update(done=int(end.result.frames), total=int(end.result.frames))
-        entry = self.model.finish(entry_id, state, _queue_words(end.message), **changes)
+        entry = self.model.finish(entry_id, state, _queue_words(end), **changes)
         self.job, self._job_entry = None, None
         self.progress_bar.setVisible(False)
         removed = entry_id in self._remove_after
@@ -642,6 +642,6 @@ class QueueWidget(QWidget):
         return "queue finished: " + (", ".join(parts) if parts else "nothing left")
 
 
-def _queue_words(text: str) -> str:
+def _queue_words(end) -> str:
     """A job's end line in the queue's words: its button to continue a job is Retry."""
-    return napari_wording(text).replace("Resume continues", "Retry continues")
+    return napari_wording(end.message) + ("; Retry continues it" if end.resumable else "")
