@@ -109,3 +109,24 @@ def test_screenshot_wipe_comparison(viewer, qtbot, tmp_path):
     qtbot.wait(500)  # a wipe computed off the GUI thread lands
     _settle(qtbot)
     _shot(viewer, "compare_wipe.png")
+
+
+def test_screenshot_job_queue(viewer, qtbot, tmp_path):
+    source = _sample(viewer, frames=3)
+    _, enhance = viewer.window.add_plugin_dock_widget(PLUGIN, "Enhance video")
+    enhance.out_edit.setText(str(tmp_path))
+    for preset in ("bicubic-x4", "seed"):
+        enhance.set_method("classic", preset)
+        queue = enhance.add_to_queue()
+    enhance.set_method("realbasicvsr")
+    enhance.weights_combo.setCurrentIndex(enhance.weights_combo.findData("file"))
+    enhance.weights_edit.setText(str(tmp_path / "missing.pth"))
+    enhance.add_to_queue()
+    queue.start()
+    qtbot.waitUntil(lambda: not queue.is_active, timeout=WAIT_MS)
+    states = [e.state.value for e in queue.entries]
+    assert states == ["done", "done", "failed"], states
+    assert source.name in queue.entries[0].title
+    viewer.reset_view()
+    _settle(qtbot)
+    _shot(viewer, "job_queue.png")
