@@ -238,8 +238,7 @@ def test_panel_lists_opens_deletes_and_cleans_up(viewer, qtbot, gray_source, mon
     viewer.window.add_dock_widget(panel, name="Result stores")
     assert panel.store_list.count() == 4
     assert "4 results" in panel.location_label.text()
-    assert str(default_store_dir()).replace(os.sep, "") in panel.location_label.text().replace(
-        os.sep + "\u200b", "")
+    assert str(default_store_dir()) in panel.location_label.text().replace("\u200b", "")
     for w in (panel.open_button, panel.delete_button, panel.cleanup_button, panel.keep_check,
               panel.store_list, panel.location_label, panel.status_label):
         assert w.toolTip(), w
@@ -270,12 +269,12 @@ def test_panel_lists_opens_deletes_and_cleans_up(viewer, qtbot, gray_source, mon
     assert [s.path for s in removed] == [d]
     assert "Delete 1 result (" in asked[-1] and "KB)" in asked[-1]
     assert a.exists() and b.exists() and c.exists() and not d.exists()
-    assert "cleaned up 1 result" in panel.status_label.text()
-    assert panel.clean_up() == [] and "nothing to clean up" in panel.status_label.text()
+    assert "cleaned up 1 result" in panel.status_label.text_plain
+    assert panel.clean_up() == [] and "nothing to clean up" in panel.status_label.text_plain
 
     # Delete: a running job's store is refused; a shown one closes its layer first
     panel.select([c])
-    assert panel.delete_selected() == [] and "running job" in panel.status_label.text()
+    assert panel.delete_selected() == [] and "running job" in panel.status_label.text_plain
     assert c.exists()
     panel.select([b])
     [gone] = panel.delete_selected()
@@ -298,7 +297,7 @@ def test_panel_lists_opens_deletes_and_cleans_up(viewer, qtbot, gray_source, mon
     panel.select([a])
     viewer.screenshot(str(ARTIFACTS / "stores_panel.png"), canvas_only=False)
     panel.grab().save(str(ARTIFACTS / "stores_panel_only.png"))
-    assert panel.sizeHint().height() <= 220
+    assert panel.sizeHint().height() <= 240  # compact: a few rows of the Results section
 
 
 def test_deleting_a_layer_deletes_its_managed_store_unless_kept(viewer, qtbot, gray_source,
@@ -314,9 +313,9 @@ def test_deleting_a_layer_deletes_its_managed_store_unless_kept(viewer, qtbot, g
     viewer.add_image(np.zeros((2, 4, 4)), name="other")  # the viewer is never left empty
     viewer.layers.remove(by_store["a.zarr"])  # unchecked: the store goes with its layer
     qtbot.waitUntil(lambda: not a.exists(), timeout=5000)  # once the removal is over
-    assert "deleted the store of" in panel.status_label.text()
+    assert "deleted the store of" in panel.status_label.text_plain
     viewer.layers.remove(by_store["c.zarr"])  # a running job writes it: kept
-    qtbot.waitUntil(lambda: "running" in panel.status_label.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "running" in panel.status_label.text_plain, timeout=5000)
     assert c.exists()
     viewer.layers.remove(by_store[gray_store.name])  # outside the managed folder: kept
     qtbot.wait(50)

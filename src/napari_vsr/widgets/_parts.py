@@ -54,13 +54,22 @@ class StatusLine(QLabel):
         # screen; the whole text is the tooltip
         self.setMaximumHeight(self.fontMetrics().lineSpacing() * MAX_STATUS_LINES + 4)
         self._plain = ""
+        self._idle_tip = "what the last action did"
+        super().setToolTip(self._idle_tip)
 
     def show_message(self, text: str) -> None:
         text = napari_wording(text)
         self._plain = text
         self.setText(breakable(text))
-        self.setToolTip(text if len(text) > 60 else "")
+        self.setToolTip(text if len(text) > 60 else self._idle_tip)
         self.updateGeometry()
+
+    def show_error(self, text: str) -> None:
+        """Show ``text`` (in napari's words) here and as a napari error notification."""
+        from napari.utils.notifications import show_error
+
+        self.show_message(text)
+        show_error(self._plain)
 
     def clear_message(self) -> None:
         self.show_message("")

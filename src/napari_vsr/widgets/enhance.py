@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_vsr.errors import VsrError, napari_wording
+from napari_vsr.errors import VsrError
 from napari_vsr.jobs import estimate as estimates
 from napari_vsr.jobs.progress import STAGE_ENHANCING, Progress
 from napari_vsr.jobs.request import JobRequest, Placement
@@ -379,9 +379,7 @@ class EnhanceWidget(QWidget):
         self.status_label.show_message(text)
 
     def _fail(self, text: str) -> None:
-        text = napari_wording(text)
-        self._say(text)
-        show_error(text)
+        self.status_label.show_error(text)
 
     # --- requests ---------------------------------------------------------------------------
     def _checked_source(self) -> Image:

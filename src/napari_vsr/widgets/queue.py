@@ -389,9 +389,7 @@ class QueueWidget(QWidget):
         self.status_label.show_message(text)
 
     def _fail(self, text: str) -> None:
-        text = napari_wording(text)
-        self._say(text)
-        show_error(text)
+        self.status_label.show_error(text)
 
     # --- the table --------------------------------------------------------------------------
     def _refresh(self, select: int | None = None) -> None:

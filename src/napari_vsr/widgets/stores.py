@@ -41,6 +41,7 @@ from napari_vsr.jobs.stores import (
     remove_store,
     total_size,
 )
+from napari_vsr.widgets._parts import StatusLine, breakable
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,6 @@ _PATH_ROLE = Qt.ItemDataRole.UserRole
 
 def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(os.fspath(path).rstrip("/\\"))
-
-
-def _breakable(text: str) -> str:
-    """A path that a word-wrapped label may break after each separator (zero-width spaces)."""
-    return text.replace(os.sep, os.sep + "\u200b")
 
 
 def _wrapping_label(text: str = "") -> QLabel:
@@ -143,8 +139,7 @@ class StoresPanel(QWidget):
             "results do not pile up. Checked: stores stay until you delete or clean them up")
         layout.addWidget(self.keep_check)
 
-        self.status_label = _wrapping_label()
-        self.status_label.setToolTip("What the last action did")
+        self.status_label = StatusLine()
         layout.addWidget(self.status_label)
         layout.addStretch(1)  # docked alone, spare height goes below, not between rows
 
@@ -230,7 +225,7 @@ class StoresPanel(QWidget):
         count = len(self._stores)
         self.location_label.setText(
             f"{count} result{'s' if count != 1 else ''}, "
-            f"{human_size(total_size(self._stores))} in {_breakable(os.fspath(self.folder))}")
+            f"{human_size(total_size(self._stores))} in {breakable(os.fspath(self.folder))}")
         self._update_buttons()
 
     def stores(self) -> list[StoreInfo]:
@@ -254,7 +249,7 @@ class StoresPanel(QWidget):
         self.cleanup_button.setEnabled(bool(self._stores))
 
     def _say(self, text: str) -> None:
-        self.status_label.setText(text)
+        self.status_label.show_message(text)
 
     def _ask(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(
@@ -348,7 +343,7 @@ class StoresPanel(QWidget):
         if ask and not self._ask(
                 "Clean up results",
                 f"Delete {len(candidates)} result{'s' if len(candidates) != 1 else ''} ({size}) "
-                f"that no layer shows?\n\n{_breakable(os.fspath(self.folder))}\n\n"
+                f"that no layer shows?\n\n{breakable(os.fspath(self.folder))}\n\n"
                 f"Results shown as layers or written by a running job are kept"
                 f"{f' ({kept})' if kept > 0 else ''}."):
             return []
