@@ -481,3 +481,34 @@ def test_a_layer_cannot_go_to_dask_but_its_file_can(viewer, qtbot, sample_frames
     run(JobRequest(source=str(video), output=str(tmp_path / "ref.tif"), method=CLASSIC))
     np.testing.assert_array_equal(tifffile.imread(video.parent / "street_dask.tif"),
                                   tifffile.imread(tmp_path / "ref.tif"))
+
+
+def test_a_stopped_file_job_keeps_its_job_folder_and_retry_resumes_it(
+        viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+    """A file output appears only when complete; a stopped job keeps its committed segments,
+    and Retry continues from them into the same file."""
+    gate = threading.Event()
+    _gated(monkeypatch, gate, free=3)
+    video = _video(sample_frames_dir, tmp_path / "in", n=6)
+    out = tmp_path / "out.tif"
+    _, widget = _dock(viewer)
+    entry = widget.add_request(JobRequest(source=str(video), output=str(out), method=CLASSIC,
+                                          engine=EngineOptions(chunk=1), segment=1))
+    widget.start()
+    qtbot.waitUntil(lambda: widget.entry(entry).done >= 2, timeout=WAIT_MS)
+    widget.stop()
+    gate.set()
+    _wait_idle(qtbot, widget)
+    stopped = widget.entry(entry)
+    assert stopped.state is EntryState.CANCELLED and stopped.kept, stopped.message
+    assert not out.exists() and "Retry continues it" in stopped.message
+    monkeypatch.undo()  # the retry runs ungated
+    widget.retry(entry)
+    qtbot.waitUntil(lambda: widget.entry(entry).state is EntryState.DONE, timeout=WAIT_MS)
+    result = widget.entry(entry).result
+    assert result is not None and result.segments_reused >= 2
+    from napari_vsr.io import open_frames
+
+    run(JobRequest(source=str(video), output=str(tmp_path / "ref.tif"), method=CLASSIC))
+    with open_frames(out) as back, open_frames(tmp_path / "ref.tif") as ref:
+        np.testing.assert_array_equal(np.asarray(back[:]), np.asarray(ref[:]))

@@ -397,16 +397,25 @@ class LayerJob(QObject):
             return JobEnd(Outcome.CANCELLED, "cancelled as the window closed; the finished "
                           "part is kept in " + str(self.store_path), kept=True,
                           resumable=self._resumable())
+        finished = self._finished_frames()
         keep = (not self.preview and not self.layer_gone
                 and (self.keep_partial or self.request.resume)
-                and (self.frames > 0 or self.request.resume))
+                and (finished > 0 or self.request.resume))
         if keep and self._keep():
             layer = self.layer
-            return JobEnd(Outcome.CANCELLED, f"cancelled; kept {_frames(self.frames)} finished",
+            return JobEnd(Outcome.CANCELLED, f"cancelled; kept {_frames(finished)} finished",
                           None if layer is None else layer.name, kept=True,
                           resumable=self._resumable())
         self._discard()
         return JobEnd(Outcome.CANCELLED, "cancelled; the unfinished result was removed")
+
+    def _finished_frames(self) -> int:
+        """Frames finished: those in the live store, else (a file output, written only when
+        complete) what the last progress record counted."""
+        p = self.last_progress
+        counted = p.done if p is not None and p.stage == STAGE_ENHANCING and \
+            p.unit == "frames" else 0
+        return max(self.frames, int(counted))
 
     def _keep(self) -> bool:
         """Keep the result layer as a partial result showing only its finished frames."""
