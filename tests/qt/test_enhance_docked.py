@@ -61,41 +61,6 @@ def _errors_since(n: int) -> list[str]:
             if getattr(r, "severity", None) and str(r.severity).lower().endswith("error")]
 
 
-class _Gate:
-    """Wraps an enhancer: after ``free`` frames it blocks until the test opens the gate (or
-    the job is cancelled through its step callback)."""
-
-    def __init__(self, inner, gate: threading.Event, free: int):
-        self._inner, self._gate, self._free, self.frames = inner, gate, free, 0
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def enhance(self, frames, *, step=None):
-        def gated(i=None):
-            self.frames += 1
-            if step is not None:
-                step(i)
-            if self.frames >= self._free:
-                assert self._gate.wait(60), "the test never opened the gate"
-
-        return self._inner.enhance(frames, step=gated)
-
-
-def _gated(monkeypatch, gate: threading.Event, free: int = 1):
-    import napari_vsr.enhancers as enhancers
-
-    real = enhancers.make_enhancer
-    made: list[_Gate] = []
-
-    def make(*a, **k):
-        made.append(_Gate(real(*a, **k), gate, free))
-        return made[-1]
-
-    monkeypatch.setattr(enhancers, "make_enhancer", make)
-    return made
-
-
 # --- layout --------------------------------------------------------------------------------------
 def test_both_docks_fit_a_1600x1000_screen(make_napari_viewer, qtbot):
     """`napari-vsr view` docks Enhance and Compare as tabs: the window's minimum height stays
@@ -208,9 +173,9 @@ def test_cancel_inside_a_one_chunk_realbasicvsr_run(viewer, qtbot, golden_dir, t
 
 
 def test_deleting_the_growing_layer_stops_the_job(viewer, qtbot, sample_frames_dir, tmp_path,
-                                                   monkeypatch):
+                                                   monkeypatch, gate_enhancers):
     gate = threading.Event()
-    made = _gated(monkeypatch, gate, free=2)
+    made = gate_enhancers(gate, free=2)
     viewer.add_image(_clip(sample_frames_dir, 6), name="clip")
     _, widget = _dock(viewer)
     widget.set_method("classic", "seed")
@@ -228,9 +193,9 @@ def test_deleting_the_growing_layer_stops_the_job(viewer, qtbot, sample_frames_d
 
 
 def test_a_kept_partial_result_shows_only_finished_frames(viewer, qtbot, sample_frames_dir,
-                                                          tmp_path, monkeypatch):
+                                                          tmp_path, monkeypatch, gate_enhancers):
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=3)
+    gate_enhancers(gate, free=3)
     viewer.add_image(_clip(sample_frames_dir, 6), name="clip")
     _, widget = _dock(viewer)
     widget.set_method("classic", "bicubic-x4")
@@ -254,13 +219,13 @@ def test_a_kept_partial_result_shows_only_finished_frames(viewer, qtbot, sample_
 
 
 def test_closing_the_window_mid_run_cancels_and_keeps_a_partial_store(
-        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch, gate_enhancers):
     """napari's task status knows the job: closing asks (the dialog is napari's), cancels the
     job at once and leaves a partial, resumable store."""
     from napari_vsr.jobs.results import is_resumable
 
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=2)
+    gate_enhancers(gate, free=2)
     viewer = make_napari_viewer()
     viewer.add_image(_clip(sample_frames_dir, 6), name="clip")
     _, widget = _dock(viewer)

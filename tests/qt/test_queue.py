@@ -73,43 +73,6 @@ def _layer_request(clip, store: Path, **kw) -> JobRequest:
     return JobRequest(**{**base, **kw})
 
 
-class _Gate:
-    """Wraps an enhancer: after ``free`` frames it blocks until the test opens the gate."""
-
-    def __init__(self, inner, gate: threading.Event, free: int):
-        self._inner, self._gate, self._free, self.frames = inner, gate, free, 0
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def enhance(self, frames, *, step=None):
-        def gated(i=None):
-            self.frames += 1
-            if step is not None:
-                step(i)
-            if self.frames >= self._free:
-                assert self._gate.wait(60), "the test never opened the gate"
-
-        return self._inner.enhance(frames, step=gated)
-
-
-def _gated(monkeypatch, gate: threading.Event | list[threading.Event], free: int):
-    """Every enhancer made is gated: by ``gate``, or by the next gate of a list (one per
-    job, in the order the jobs start)."""
-    import napari_vsr.enhancers as enhancers
-
-    real = enhancers.make_enhancer
-    made: list[_Gate] = []
-
-    def make(*a, **k):
-        this = gate[len(made)] if isinstance(gate, list) else gate
-        made.append(_Gate(real(*a, **k), this, free))
-        return made[-1]
-
-    monkeypatch.setattr(enhancers, "make_enhancer", make)
-    return made
-
-
 def _history(widget) -> list[tuple[int, EntryState]]:
     """(entry id, state) each time an entry's state changes, in order."""
     seen: list[tuple[int, EntryState]] = []
@@ -222,9 +185,9 @@ def test_a_layer_and_a_file_run_one_after_another(viewer, qtbot, sample_frames_d
 
 # --- stop, retry, reorder, remove --------------------------------------------------------------
 def test_stop_keeps_the_finished_part_and_retry_continues_it(viewer, qtbot, sample_frames_dir,
-                                                            tmp_path, monkeypatch):
+                                                            tmp_path, monkeypatch, gate_enhancers):
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=3)
+    gate_enhancers(gate, free=3)
     clip = _clip(sample_frames_dir, 6)
     viewer.add_image(clip, name="street", rgb=True)
     _, widget = _dock(viewer)
@@ -291,11 +254,11 @@ def test_stop_keeps_the_finished_part_and_retry_continues_it(viewer, qtbot, samp
 
 
 def test_removing_the_running_job_asks_then_discards_it_and_goes_on(
-        viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+        viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch, gate_enhancers):
     from qtpy.QtWidgets import QMessageBox
 
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=2)
+    gate_enhancers(gate, free=2)
     clip = _clip(sample_frames_dir, 4)
     viewer.add_image(clip, name="street", rgb=True)
     _, widget = _dock(viewer)
@@ -330,11 +293,11 @@ def test_removing_the_running_job_asks_then_discards_it_and_goes_on(
 
 
 def test_deleting_the_growing_layer_skips_to_the_next_job(viewer, qtbot, sample_frames_dir,
-                                                          tmp_path, monkeypatch):
+                                                          tmp_path, monkeypatch, gate_enhancers):
     """Deleting the running job's layer cancels that job only (its store goes with it); the
     queue goes on with the next."""
     gates = [threading.Event() for _ in range(2)]
-    _gated(monkeypatch, gates, free=2)
+    gate_enhancers(gates, free=2)
     clip = _clip(sample_frames_dir, 4)
     viewer.add_image(clip, name="street", rgb=True)
     _, widget = _dock(viewer)
@@ -358,13 +321,13 @@ def test_deleting_the_growing_layer_skips_to_the_next_job(viewer, qtbot, sample_
 
 
 def test_closing_the_window_stops_the_queue_and_keeps_the_running_job_resumable(
-        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch, gate_enhancers):
     """napari's task status knows the running job: closing the window cancels it (its store
     stays partial and resumable) and the next job never starts."""
     from napari_vsr.jobs.results import is_resumable
 
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=2)
+    gate_enhancers(gate, free=2)
     viewer = make_napari_viewer()
     clip = _clip(sample_frames_dir, 4)
     viewer.add_image(clip, name="street", rgb=True)
@@ -389,12 +352,12 @@ def test_closing_the_window_stops_the_queue_and_keeps_the_running_job_resumable(
 
 # --- failures, Dask, screenshots ---------------------------------------------------------------
 def test_a_failing_job_shows_its_message_and_the_queue_goes_on(
-        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+        make_napari_viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch, gate_enhancers):
     """Also the screenshots: entries done, failed, running, stopped and queued."""
     from qtpy.QtWidgets import QApplication
 
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=3)
+    gate_enhancers(gate, free=3)
     viewer = make_napari_viewer(show=True)
     clip = _clip(sample_frames_dir, 6)
     viewer.add_image(clip, name="street", rgb=True)
@@ -484,11 +447,11 @@ def test_a_layer_cannot_go_to_dask_but_its_file_can(viewer, qtbot, sample_frames
 
 
 def test_a_stopped_file_job_keeps_its_job_folder_and_retry_resumes_it(
-        viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch):
+        viewer, qtbot, sample_frames_dir, tmp_path, monkeypatch, gate_enhancers):
     """A file output appears only when complete; a stopped job keeps its committed segments,
     and Retry continues from them into the same file."""
     gate = threading.Event()
-    _gated(monkeypatch, gate, free=3)
+    gate_enhancers(gate, free=3)
     video = _video(sample_frames_dir, tmp_path / "in", n=6)
     out = tmp_path / "out.tif"
     _, widget = _dock(viewer)

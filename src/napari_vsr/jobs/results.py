@@ -136,6 +136,11 @@ def finished_view(path: str | os.PathLike, store, metadata: dict[str, Any]):
     n = finished_frames(path)
     if n == 0 or n >= store.shape[0]:
         return store
+    return prefix_view(store, n)
+
+
+def prefix_view(store, n: int):
+    """A lazy (dask, one chunk per frame) view of the first ``n`` frames of ``store``."""
     import dask.array as da
     import numpy as np
 

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_vsr.errors import VsrError
 from napari_vsr.jobs import estimate as estimates
-from napari_vsr.jobs.progress import STAGE_ENHANCING, Progress
+from napari_vsr.jobs.progress import STAGE_ENHANCING, Progress, clock_text
 from napari_vsr.jobs.request import JobRequest, Placement
 from napari_vsr.jobs.results import (
     default_store_dir,
@@ -595,7 +595,7 @@ class EnhanceWidget(QWidget):
         if p.stage == STAGE_ENHANCING and p.unit == "frames" and p.total:
             self.progress_bar.setRange(0, int(p.total))
             self.progress_bar.setValue(min(int(p.done), int(p.total)))
-            eta = "" if p.eta_s is None else f", {_eta(p.eta_s)} left"
+            eta = "" if p.eta_s is None else f", {clock_text(p.eta_s)} left"
             self.progress_bar.setFormat(f"%v/%m frames{eta}")
         else:
             self.progress_bar.setRange(0, 0)
@@ -610,8 +610,7 @@ class EnhanceWidget(QWidget):
             if result is not None and result.elapsed_s > 0 and job.started is not None:
                 method = job.request.method
                 store = job.started.store
-                pixels = result.frames * _input_pixels(store, job.started.scale,
-                                                       job.request.rgb)
+                pixels = result.frames * _input_pixels(store, job.started.scale)
                 device = device_kind(method)
                 if result.segments_computed and not job.preview:  # a preview reads context
                     estimates.record_rate(method.method, device, pixels, result.elapsed_s)
@@ -629,12 +628,6 @@ class EnhanceWidget(QWidget):
         self._set_running(False)
 
 
-def _input_pixels(store, scale: int, rgb: bool | None) -> int:
+def _input_pixels(store, scale: int) -> int:
     h, w = int(store.shape[1]), int(store.shape[2])
     return max(1, (h // max(scale, 1)) * (w // max(scale, 1)))
-
-
-def _eta(seconds: float) -> str:
-    from napari_vsr.jobs.progress import clock_text
-
-    return clock_text(seconds)

@@ -33,7 +33,7 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_vsr.errors import Cancelled, VsrError, napari_wording
 from napari_vsr.jobs.progress import STAGE_ENHANCING, CancelToken, Progress, format_progress
-from napari_vsr.jobs.results import contrast_limits
+from napari_vsr.jobs.results import contrast_limits, prefix_view
 from napari_vsr.jobs.runner import FramesDone, JobResult, JobStarted, JobWarning, run_job
 
 if TYPE_CHECKING:
@@ -97,12 +97,7 @@ def finished_prefix(store, done: np.ndarray):
     was computed, and the source stays visible under the rest."""
     missing = np.flatnonzero(~done)
     n = int(missing[0]) if missing.size else len(done)
-    if n == 0:
-        return None
-    import dask.array as da
-
-    chunks = (1, *store.shape[1:])
-    return da.from_array(store, chunks=chunks, meta=np.empty((0,) * store.ndim, store.dtype))[:n]
+    return None if n == 0 else prefix_view(store, n)
 
 
 class LayerJob(QObject):
